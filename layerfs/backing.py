@@ -1,0 +1,73 @@
+"""Opening and reading files inside a layer without ever leaving it.
+
+A layer may hold symlinks pointing anywhere (``etc -> /``); the daemon must
+never follow one when it resolves a backing path. Files are opened with
+``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` relative to the layer's
+root, falling back to a component-by-component ``O_NOFOLLOW`` walk where
+openat2 is unavailable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_have_openat2: bool | None = None
+
+
+def _openat2(dirfd: int, path: bytes, flags: int) -> int:
+    how = struct.pack("QQQ", flags, 0, _RESOLVE)
+    fd = _libc.syscall(_SYS_OPENAT2, dirfd, path, how, len(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fsdecode(path))
+    return fd
+
+
+def _open_by_walk(dirfd: int, path: bytes, flags: int) -> int:
+    parts = [p for p in path.split(b"/") if p]
+    if any(p == b".." for p in parts):
+        raise OSError(errno.EXDEV, "path leaves the layer", os.fsdecode(path))
+    current = os.dup(dirfd)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=current)
+            os.close(current)
+            current = nxt
+        return os.open(parts[-1] if parts else b".", flags | os.O_NOFOLLOW, dir_fd=current)
+    finally:
+        os.close(current)
+
+
+def open_beneath(dirfd: int, path: bytes, flags: int) -> int:
+    """Open ``path`` relative to ``dirfd`` without following any symlink or leaving it."""
+    global _have_openat2
+    flags |= os.O_CLOEXEC | os.O_NOFOLLOW
+    if _have_openat2 is not False:
+        try:
+            return _openat2(dirfd, path or b".", flags)
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            _have_openat2 = False
+    return _open_by_walk(dirfd, path, flags)
+
+
+def open_for_reading(dirfd: int, path: bytes) -> int:
+    """Open a backing file read-only, without updating its atime where we may."""
+    try:
+        return open_beneath(dirfd, path, os.O_RDONLY | os.O_NOATIME)
+    except PermissionError:
+        # O_NOATIME needs ownership or CAP_FOWNER.
+        return open_beneath(dirfd, path, os.O_RDONLY)

@@ -1,0 +1,38 @@
+"""Stable inode numbers: derived from the path, so they survive remounts.
+
+An entry's number is xxh64 of its path in the merged tree. Collisions (rare
+with 64 bits) are resolved by rehashing with a counter, in the index's
+deterministic walk order, so the same layers give the same numbers.
+"""
+
+from __future__ import annotations
+
+import xxhash
+
+ROOT_INODE = 1
+_RESERVED = frozenset({0, ROOT_INODE})
+# FUSE and most tools are happy with 64-bit numbers, but some 32-bit stat
+# users are not; keep the top bit clear to stay positive in signed APIs.
+_MASK = (1 << 63) - 1
+
+
+class InodeNumbers:
+    """Hands out numbers for paths; remembers which are taken."""
+
+    __slots__ = ("_taken",)
+
+    def __init__(self) -> None:
+        self._taken: set[int] = set(_RESERVED)
+
+    def assign(self, path: bytes) -> int:
+        number = xxhash.xxh64_intdigest(path) & _MASK
+        salt = 0
+        while number in self._taken:
+            salt += 1
+            number = xxhash.xxh64_intdigest(path, seed=salt) & _MASK
+        self._taken.add(number)
+        return number
+
+    def release(self, number: int) -> None:
+        if number not in _RESERVED:
+            self._taken.discard(number)

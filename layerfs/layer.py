@@ -1,0 +1,39 @@
+"""A layer: one read-only directory tree in a stack, and how to reach its files.
+
+Every image source (extracted dirs, OCI layouts, docker archives, stores)
+ends in a list of these, bottom first. A layer is a root directory plus
+descriptive fields for the tools that explain an image (`which`, `inspect`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Layer:
+    root: str
+    """Absolute path of the layer's root directory."""
+
+    label: str = ""
+    """How the user knows this layer (a dir name, a short DiffID)."""
+
+    diff_id: str = ""
+    chain_id: str = ""
+    created_by: str = ""
+
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    """Source-specific facts (blob digest, sizes) for inspect/which."""
+
+    @property
+    def root_bytes(self) -> bytes:
+        return os.fsencode(self.root)
+
+    def path_of(self, relpath: bytes) -> bytes:
+        """The backing path of a layer-relative path (b"" is the root)."""
+        root = self.root_bytes
+        return root + b"/" + relpath if relpath else root
+
+    def describe(self) -> str:
+        return self.label or self.root

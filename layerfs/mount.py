@@ -1,0 +1,156 @@
+"""The life of a mount: checks, pyfuse3 init, daemonizing, serving, unmounting.
+
+Everything that can fail is checked before the process leaves the
+terminal, so the user sees one clear line; only a live mount is handed to
+the background daemon. SIGINT and SIGTERM unmount cleanly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from contextlib import ExitStack
+
+import pyfuse3
+import trio
+
+from .errors import MountError
+from .fs import LayerOperations
+from .index import PathIndex
+
+log = logging.getLogger(__name__)
+
+FUSE_DEVICE = "/dev/fuse"
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    try:
+        st = os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(f"{mountpoint}: mountpoint does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise MountError(f"{mountpoint}: stale mount (its daemon died); "
+                             f"run 'layerfs umount {mountpoint}' first") from None
+        raise MountError(f"{mountpoint}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountError(f"{mountpoint}: mountpoint is not a directory")
+    if os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint}: mountpoint is busy (something is mounted there)")
+
+
+def check_fuse_available() -> None:
+    if not os.path.exists(FUSE_DEVICE):
+        raise MountError(f"{FUSE_DEVICE}: no FUSE device on this machine (load the fuse module)")
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        raise MountError("fusermount3: not found; install the fuse3 package to mount as a user")
+
+
+def fuse_options(extra: set[str], *, fsname: str = "layerfs") -> set[str]:
+    options = {"default_permissions", "ro", f"fsname={fsname}", "subtype=layerfs"}
+    return options | extra
+
+
+def setup_logging(debug: bool, log_file: str | None, foreground: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if log_file:
+        handler: logging.Handler = logging.FileHandler(log_file)
+    elif foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        fmt = logging.Formatter("layerfs[%(process)d]: %(levelname)s: %(message)s")
+    else:
+        handler = logging.NullHandler()
+    handler.setFormatter(fmt)
+    root.handlers[:] = [handler]
+
+
+def _daemonize() -> None:
+    """Fork into the background; the parent exits 0 since the mount is live."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+async def _serve() -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _terminate_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal %d: unmounting", signum)
+            pyfuse3.terminate()
+            return
+
+
+def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozenset(),
+          foreground: bool = False, debug: bool = False, log_file: str | None = None,
+          fsname: str = "layerfs") -> None:
+    """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled."""
+    check_mountpoint(mountpoint)
+    check_fuse_available()
+    ops = LayerOperations(index, debug=debug)
+    with ExitStack() as cleanup:
+        ops.open_layers()
+        cleanup.callback(ops.close_layers)
+        try:
+            pyfuse3.init(ops, mountpoint, fuse_options(set(extra_options), fsname=fsname))
+        except RuntimeError as exc:
+            raise MountError(f"{mountpoint}: cannot mount ({exc}; see the message above)") from None
+        unmount = [True]
+        cleanup.callback(lambda: pyfuse3.close(unmount=unmount[0]))
+        if not foreground:
+            _daemonize()
+        setup_logging(debug, log_file, foreground)
+        log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
+                 mountpoint)
+        trio.run(_serve)
+        # pyfuse3.main returns on a signal (we must unmount) or after an
+        # external umount (nothing left to unmount).
+        unmount[0] = os.path.ismount(mountpoint)
+
+
+def unmount(mountpoint: str, *, lazy: bool = False) -> None:
+    """Unmount a layerfs mount, also a stale one whose daemon died."""
+    stale = False
+    try:
+        os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(f"{mountpoint}: no such mountpoint") from None
+    except OSError as exc:
+        stale = exc.errno == errno.ENOTCONN
+        if not stale:
+            raise MountError(f"{mountpoint}: {exc.strerror}") from None
+    if not stale and not os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint}: not mounted")
+    lazy = lazy or stale
+    if os.geteuid() == 0:
+        command = ["umount"] + (["-l"] if lazy else []) + [mountpoint]
+    else:
+        command = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [mountpoint]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        message = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise MountError(f"{mountpoint}: cannot unmount: {message}")

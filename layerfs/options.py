@@ -1,0 +1,86 @@
+"""Mount options: the ``-o a,b=c`` strings of mount(8) and the overlay's own.
+
+Pure parsing. ``lowerdir=TOP:...:BOTTOM`` is the kernel overlay's spelling
+(leftmost = top layer, ``\\:`` escapes a colon), so a kernel mount line can
+be replayed as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+# Options passed to FUSE as they are.
+FUSE_PASSTHROUGH = frozenset({"allow_other", "allow_root"})
+# Generic mount(8) and overlay options that mean nothing to a read-only FUSE view.
+IGNORED = frozenset({
+    "ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
+    "relatime", "norelatime", "strictatime", "diratime", "nodiratime", "auto", "noauto",
+    "user", "nouser", "users", "defaults", "async", "sync", "_netdev", "nofail",
+    "default_permissions", "userxattr", "volatile",
+})
+IGNORED_KEYS = frozenset({
+    "redirect_dir", "index", "xino", "metacopy", "nfs_export", "uuid", "verity",
+    "context", "fscontext", "defcontext", "rootcontext", "fsname", "subtype",
+})
+
+
+@dataclass
+class MountOptions:
+    lowerdirs: list[str] = field(default_factory=list)
+    """Bottom first (the reverse of the kernel's lowerdir= order)."""
+    upperdir: str | None = None
+    workdir: str | None = None
+    fuse: set[str] = field(default_factory=set)
+
+
+def split_escaped(value: str, separator: str, *, unescape: bool = True) -> list[str]:
+    """Split on ``separator`` except where it is escaped with a backslash.
+
+    With ``unescape=False`` the backslashes stay, for a second split."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(value)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            current.append(escaped if unescape else char + escaped)
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def unescape(value: str) -> str:
+    return split_escaped(value, "\0")[0]
+
+
+def parse_options(strings: list[str]) -> MountOptions:
+    """Parse every ``-o`` argument given (each may hold several comma-separated options)."""
+    options = MountOptions()
+    for string in strings:
+        for item in split_escaped(string, ",", unescape=False):
+            if not item:
+                continue
+            key, has_value, value = item.partition("=")
+            if key == "lowerdir" and has_value:
+                layers = split_escaped(value, ":")
+                if any(not part for part in layers):
+                    raise UsageError(f"-o lowerdir={value}: empty layer path "
+                                     "(data-only '::' layers are not supported)")
+                options.lowerdirs = list(reversed(layers))
+            elif key == "upperdir" and has_value:
+                options.upperdir = unescape(value)
+            elif key == "workdir" and has_value:
+                options.workdir = unescape(value)
+            elif key in FUSE_PASSTHROUGH and not has_value:
+                options.fuse.add(key)
+            elif key in IGNORED and not has_value or key in IGNORED_KEYS:
+                continue
+            else:
+                raise UsageError(f"-o {item}: unknown mount option")
+    return options

@@ -1,0 +1,114 @@
+"""Reading one directory of one layer: the only place that lists layer directories.
+
+``scan_dir`` turns a backing directory into a :class:`~layerfs.merge.DirListing`
+(names, whiteouts, opaque flag) plus the directory entries the index needs to
+stat the winners. Symlinks are never followed: entries are classified with
+``d_type``/``lstat`` and only real directories are descended into.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .errors import LayerError
+from .layer import Layer
+from .merge import DirListing
+from .whiteouts import (
+    WHITEOUT_XATTRS,
+    MarkerName,
+    classify_marker,
+    is_whiteout_device,
+    opaque_state,
+)
+from .whiteouts import OPAQUE_XATTRS
+
+_OPAQUE_XATTR_SET = frozenset(OPAQUE_XATTRS)
+
+
+@dataclass(slots=True)
+class ScannedDir:
+    listing: DirListing
+    dirents: dict[bytes, os.DirEntry]
+
+
+def read_xattrs(path: bytes, wanted: frozenset[bytes] | None = None) -> dict[bytes, bytes]:
+    """The xattrs of ``path`` (not following a final symlink), optionally only ``wanted`` ones."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENODATA):
+            return {}
+        raise
+    values: dict[bytes, bytes] = {}
+    for name in names:
+        bname = os.fsencode(name)
+        if wanted is not None and bname not in wanted:
+            continue
+        try:
+            values[bname] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.EPERM, errno.EACCES, errno.ENOTSUP):
+                raise
+    return values
+
+
+def _has_xwhiteout(path: bytes) -> bool:
+    for name in WHITEOUT_XATTRS:
+        try:
+            os.getxattr(path, name, follow_symlinks=False)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def dir_is_opaque(layer: Layer, relpath: bytes) -> tuple[bool, bool]:
+    """(opaque, has_xattr_whiteouts) of one layer's directory, from its xattrs."""
+    return opaque_state(read_xattrs(layer.path_of(relpath), _OPAQUE_XATTR_SET))
+
+
+def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedDir:
+    """List one directory of one layer and classify its entries."""
+    path = layer.path_of(relpath)
+    try:
+        opaque, xwhiteouts = dir_is_opaque(layer, relpath)
+        entries: dict[bytes, bool] = {}
+        whiteouts: set[bytes] = set()
+        dirents: dict[bytes, os.DirEntry] = {}
+        with os.scandir(path) as it:
+            for entry in it:
+                name = entry.name
+                marker = classify_marker(name)
+                if marker is not None:
+                    kind, target = marker
+                    if kind == MarkerName.OPAQUE:
+                        opaque = True
+                    elif kind == MarkerName.WHITEOUT:
+                        whiteouts.add(target)
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    entries[name] = True
+                    dirents[name] = entry
+                    continue
+                if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                    st = entry.stat(follow_symlinks=False)
+                    if is_whiteout_device(st.st_mode, st.st_rdev):
+                        whiteouts.add(name)
+                        continue
+                elif xwhiteouts and entry.is_file(follow_symlinks=False):
+                    if entry.stat(follow_symlinks=False).st_size == 0 and _has_xwhiteout(
+                        entry.path
+                    ):
+                        whiteouts.add(name)
+                        continue
+                entries[name] = False
+                dirents[name] = entry
+    except OSError as exc:
+        raise LayerError.from_os_error(layer, relpath, exc) from exc
+    # The kernel never treats a layer's root as opaque: the root merges all layers.
+    if is_root:
+        opaque = False
+    return ScannedDir(DirListing(entries, whiteouts, opaque), dirents)
