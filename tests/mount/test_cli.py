@@ -8,6 +8,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -264,8 +265,7 @@ def unprivileged_user():
     created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
                              capture_output=True).returncode == 0
     try:
-        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", os.path.realpath(
-            os.sys.executable), "-c", f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
             "import layerfs.cli"], capture_output=True, text=True)
         if check.returncode != 0:
             pytest.skip("a normal user cannot run this Python or read the repository here: "
