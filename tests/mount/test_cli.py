@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -270,7 +271,14 @@ def unprivileged_user():
         if check.returncode != 0:
             pytest.skip("a normal user cannot run this Python or read the repository here: "
                         + (check.stderr.strip().splitlines() or ["?"])[-1])
-        yield UNPRIVILEGED
+        # Debian and Ubuntu ship /dev/fuse as 0666; some sandboxes make it 0600.
+        # Grant what a normal machine grants, for the test's duration only.
+        fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        os.chmod("/dev/fuse", fuse_mode | 0o666)
+        try:
+            yield UNPRIVILEGED
+        finally:
+            os.chmod("/dev/fuse", fuse_mode)
     finally:
         if created:
             subprocess.run(["userdel", UNPRIVILEGED], capture_output=True)
