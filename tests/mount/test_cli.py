@@ -299,4 +299,11 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
             line = next(l for l in mounts if f" {mountpoint} " in l)
         assert "fuse.layerfs" in line
         assert "user_id=0," not in line or unprivileged_user is None
-        assert (mountpoint / "opt" / "app").read_bytes() == b"app"
+        # Without allow_other only the mounting user may look inside, not even root.
+        as_user = ["runuser", "-u", unprivileged_user, "--"] if unprivileged_user else []
+        shown = subprocess.run([*as_user, "cat", str(mountpoint / "opt" / "app")],
+                               capture_output=True, check=True).stdout
+        assert shown == b"app"
+        listed = subprocess.run([*as_user, "ls", str(mountpoint / "etc")], capture_output=True,
+                                text=True, check=True).stdout.split()
+        assert listed == ["passwd"]
