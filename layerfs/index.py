@@ -8,6 +8,11 @@ are answered from memory, O(1) in the number of layers.
 A :class:`Node` holds the attributes of the entry that won (the top-most
 layer's), the layer position that provides it, and for a directory the layer
 positions whose copies merge into it.
+
+With a writable upper dir (the top layer, ``Layer.upper``) the index also
+changes while mounted: :mod:`layerfs.upper` decides each change and records
+it here (nodes added, removed, moved, copied up), so the index always equals
+what a fresh scan of the layers would give.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Iterator, Sequence
 from .errors import LayerError
 from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
-from .merge import merge_children
+from .merge import MergedChild, merge_children
 from .metadata import parse_override_stat
 from .scan import ScannedDir, read_xattrs, scan_dir
 from .whiteouts import OVERRIDE_STAT_XATTR
@@ -29,7 +34,7 @@ class Node:
     """One visible entry of the merged tree."""
 
     __slots__ = (
-        "ino", "name", "parent", "layer", "layers", "children", "sorted_names",
+        "ino", "name", "parent", "layer", "layers", "children", "sorted_names", "paths",
         "mode", "uid", "gid", "size", "blocks", "nlink", "rdev",
         "atime_ns", "mtime_ns", "ctime_ns",
     )
@@ -43,6 +48,9 @@ class Node:
         self.layers: tuple[int, ...] = (layer,)
         self.children: dict[bytes, Node] | None = {} if stat.S_ISDIR(st.st_mode) else None
         self.sorted_names: list[bytes] | None = None
+        self.paths: dict[int, bytes] | None = None
+        """Where a redirected dir lives in the layers below (position -> path),
+        where that differs from its parent's path there plus its name."""
         self.set_stat(st)
 
     def set_stat(self, st: os.stat_result) -> None:
@@ -99,6 +107,14 @@ class PathIndex:
         self.inodes = InodeNumbers()
         self.nodes: dict[int, Node] = {}
         self._overrides = [self._layer_uses_override_stat(layer) for layer in self.layers]
+        self.upper: int | None = len(self.layers) - 1 if self.layers[-1].upper else None
+        """Position of the writable upper layer, if there is one (always the top)."""
+        self.links: dict[int, list[Node]] = {}
+        """Every name of each inode that has several (hard links), primary first."""
+        self.orphans: set[int] = set()
+        """Inodes whose last name was removed; kept while the kernel knows them."""
+        self._lower_children: dict[int, dict[bytes, MergedChild]] = {}
+        self._redirected = False
         self.root = self._build()
 
     # -- queries -----------------------------------------------------------
@@ -130,7 +146,22 @@ class PathIndex:
 
     def backing(self, node: Node) -> tuple[Layer, bytes]:
         """The layer providing ``node`` and the path of its data inside that layer."""
-        return self.layers[node.layer], node.path()
+        return self.layers[node.layer], self.relpath_in(node, node.layer)
+
+    def relpath_in(self, node: Node, position: int) -> bytes:
+        """The path of ``node`` inside layer ``position`` (which differs from its
+        merged path below a renamed dir: overlay's redirects)."""
+        if not self._redirected:
+            return node.path()
+        parts = []
+        current: Node | None = node
+        while current is not None and current.parent is not None:
+            if current.paths is not None and position in current.paths:
+                parts.append(current.paths[position])
+                break
+            parts.append(current.name)
+            current = current.parent
+        return b"/".join(reversed(parts))
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
@@ -224,7 +255,10 @@ class PathIndex:
                     ino = hard_links.get(key)
                     if ino is None:
                         ino = hard_links[key] = self.inodes.assign(child_path)
-                    node = Node(ino, name, directory, child.layer, st)
+                        node = Node(ino, name, directory, child.layer, st)
+                    else:
+                        node = Node(ino, name, directory, child.layer, st)
+                        self.links.setdefault(ino, [self.nodes[ino]]).append(node)
                 else:
                     node = Node(self.inodes.assign(child_path), name, directory, child.layer, st)
                 children[name] = node
@@ -242,3 +276,184 @@ class PathIndex:
             if result.listing.opaque:
                 break
         return scanned
+
+    # -- the writable upper: queries ----------------------------------------------
+
+    def is_upper(self, node: Node) -> bool:
+        """Whether the upper layer provides ``node`` (created or copied up)."""
+        return node.layer == self.upper
+
+    def has_lower(self, node: Node) -> bool:
+        """Whether a layer below the upper contributes to ``node``: a lower file, or a
+        lower or merged dir (the kernel's "merge or lower" type)."""
+        if node.children is None:
+            return node.layer != self.upper
+        return any(position != self.upper for position in node.layers)
+
+    def is_attached(self, node: Node) -> bool:
+        """Whether ``node`` still has a name in the tree (not removed while open)."""
+        while node.parent is not None:
+            if node.parent.children is None or node.parent.children.get(node.name) is not node:
+                return False
+            node = node.parent
+        return node is self.root
+
+    def aliases(self, node: Node) -> list[Node]:
+        """Every name of ``node``'s inode (itself alone unless hard-linked)."""
+        return self.links.get(node.ino) or [node]
+
+    def lower_children(self, directory: Node) -> dict[bytes, MergedChild]:
+        """What the layers below the upper show in ``directory``: the names a
+        whiteout must hide when the upper's entry goes (kernel: "lower positive").
+
+        Lower layers never change, so this is computed once per directory."""
+        cached = self._lower_children.get(directory.ino)
+        if cached is not None:
+            return cached
+        scanned = []
+        is_root = directory.parent is None
+        for position in directory.layers:
+            if position == self.upper:
+                continue
+            result = scan_dir(self.layers[position], self.relpath_in(directory, position),
+                              is_root=is_root)
+            scanned.append((position, result.listing))
+            if result.listing.opaque:
+                break
+        merged = merge_children(scanned)
+        self._lower_children[directory.ino] = merged
+        return merged
+
+    # -- the writable upper: changes ----------------------------------------------
+
+    def _changed(self, directory: Node) -> None:
+        directory.sorted_names = None
+
+    def add(self, parent: Node, name: bytes, st: os.stat_result) -> Node:
+        """Record a new upper entry ``name`` in ``parent``."""
+        assert parent.children is not None and self.upper is not None
+        path = parent.path() + b"/" + name if parent.parent is not None else name
+        node = Node(self.inodes.assign(path), name, parent, self.upper, st)
+        parent.children[name] = node
+        self.nodes[node.ino] = node
+        self._changed(parent)
+        return node
+
+    def add_link(self, target: Node, parent: Node, name: bytes) -> Node:
+        """Record a new name of ``target``'s inode (a hard link made in the upper)."""
+        assert parent.children is not None and self.upper is not None
+        node = Node(target.ino, name, parent, self.upper, _stat_of(target))
+        group = self.links.setdefault(target.ino, [target])
+        group.append(node)
+        parent.children[name] = node
+        self.orphans.discard(target.ino)
+        self._changed(parent)
+        return node
+
+    def remove(self, node: Node) -> None:
+        """Take ``node``'s name out of the tree; the inode lives on while it has
+        other names or the kernel holds it (see :meth:`forget`)."""
+        parent = node.parent
+        assert parent is not None and parent.children is not None
+        if parent.children.get(node.name) is node:
+            del parent.children[node.name]
+            self._changed(parent)
+        group = self.links.get(node.ino)
+        if group is not None:
+            if node in group:
+                group.remove(node)
+            if self.nodes.get(node.ino) is node and group:
+                self.nodes[node.ino] = group[0]
+            if len(group) <= 1:
+                del self.links[node.ino]
+            if group:
+                return
+        if node.children is not None:
+            self._lower_children.pop(node.ino, None)
+        self.orphans.add(node.ino)
+
+    def _pin_lower_paths(self, node: Node) -> None:
+        if node.children is not None and self.has_lower(node):
+            node.paths = {position: self.relpath_in(node, position)
+                          for position in node.layers if position != self.upper}
+            self._redirected = True
+
+    def exchange(self, one: Node, other: Node) -> None:
+        """Swap the names of two nodes (RENAME_EXCHANGE)."""
+        self._pin_lower_paths(one)
+        self._pin_lower_paths(other)
+        one_parent, other_parent = one.parent, other.parent
+        assert one_parent is not None and one_parent.children is not None
+        assert other_parent is not None and other_parent.children is not None
+        one_name, other_name = one.name, other.name
+        one_parent.children[one_name] = other
+        other_parent.children[other_name] = one
+        one.parent, one.name = other_parent, other_name
+        other.parent, other.name = one_parent, one_name
+        self._changed(one_parent)
+        self._changed(other_parent)
+
+    def move(self, node: Node, parent: Node, name: bytes) -> None:
+        """Give ``node`` a new name (the old one must be free of other nodes now).
+
+        A dir keeps its lower layers where they are: it is redirected."""
+        old_parent = node.parent
+        assert old_parent is not None and old_parent.children is not None
+        assert parent.children is not None
+        self._pin_lower_paths(node)
+        if old_parent.children.get(node.name) is node:
+            del old_parent.children[node.name]
+            self._changed(old_parent)
+        node.parent = parent
+        node.name = name
+        parent.children[name] = node
+        self._changed(parent)
+
+    def forget(self, ino: int) -> None:
+        """The kernel no longer knows ``ino``: drop it if it has no name left."""
+        if ino in self.orphans:
+            self.orphans.discard(ino)
+            self.nodes.pop(ino, None)
+
+    def copied_up(self, node: Node, st: os.stat_result) -> None:
+        """``node`` is now provided by the upper layer (its dir merges with the
+        layers below as before)."""
+        assert self.upper is not None
+        node.layer = self.upper
+        if node.children is not None and node.layers[0] != self.upper:
+            node.layers = (self.upper,) + node.layers
+        node.set_stat(st)
+
+    def made_opaque(self, node: Node) -> None:
+        """``node``'s upper dir hides every lower layer now."""
+        assert self.upper is not None
+        node.layers = (self.upper,)
+        node.paths = None
+        self._lower_children.pop(node.ino, None)
+
+    def redirect_value(self, node: Node, same_parent: bool, existing: bytes | None) -> bytes:
+        """The ``overlay.redirect`` value a dir with lower layers gets when it moves:
+        its lower name when it stays in its parent, else the absolute path of its
+        lower dir. An absolute redirect stays as it is, a relative one within its
+        parent (the kernel's rule)."""
+        if existing and (same_parent or existing.startswith(b"/")):
+            return existing
+        if same_parent:
+            return node.name
+        lower = next(position for position in node.layers if position != self.upper)
+        return b"/" + self.relpath_in(node, lower)
+
+    def set_stat(self, node: Node, st: os.stat_result) -> None:
+        """New attributes for ``node``'s inode, under every name it has."""
+        for alias in self.aliases(node):
+            alias.set_stat(st)
+
+
+def _stat_of(node: Node) -> os.stat_result:
+    """A stat result with a node's attributes (to copy them to a new alias)."""
+    fields = [node.mode, node.ino, 0, node.nlink, node.uid, node.gid, node.size,
+              node.atime_ns // 10**9, node.mtime_ns // 10**9, node.ctime_ns // 10**9]
+    return os.stat_result(fields, {
+        "st_atime_ns": node.atime_ns, "st_mtime_ns": node.mtime_ns,
+        "st_ctime_ns": node.ctime_ns, "st_blocks": node.blocks, "st_rdev": node.rdev,
+    })

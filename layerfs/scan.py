@@ -81,7 +81,7 @@ def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedD
         with os.scandir(path) as it:
             for entry in it:
                 name = entry.name
-                marker = classify_marker(name)
+                marker = None if layer.upper else classify_marker(name)
                 if marker is not None:
                     kind, target = marker
                     if kind == MarkerName.OPAQUE:
