@@ -266,16 +266,18 @@ class Upper:
             self.disk.whiteout(relpath)
         else:
             self.disk.remove(relpath)
-        self.index.remove(node)
+        self._forget_name(node)
         self.refresh(parent)
-        for alias in self.index.aliases(node):
-            if alias is not node:
-                self.refresh(alias)
-                self.touched.add(alias.ino)
-                break
-        else:
-            if node.children is None:
-                node.nlink = 0
+
+    def _forget_name(self, node: Node) -> None:
+        """Record that ``node``'s name is gone; its other names see one link less."""
+        others = [alias for alias in self.index.aliases(node) if alias is not node]
+        self.index.remove(node)
+        if others:
+            self.refresh(others[0])
+            self.touched.add(node.ino)
+        elif node.children is None:
+            node.nlink = 0
 
     # -- rename ------------------------------------------------------------------------------
 
@@ -331,20 +333,12 @@ class Upper:
         else:
             self.disk.rename(old_rel, new_rel, whiteout_old=whiteout_old)
         if target is not None:
-            self.index.remove(target)
-            if target.children is None and not self.index.links.get(target.ino):
-                target.nlink = 0
+            self._forget_name(target)
         self.index.move(node, new_parent, new_name)
         self.refresh(old_parent)
         if new_parent is not old_parent:
             self.refresh(new_parent)
         self.refresh(node)
-        if target is not None:
-            for alias in self.index.aliases(target):
-                if alias is not target:
-                    self.refresh(alias)
-                    self.touched.add(alias.ino)
-                    break
         return target
 
     def _exchange(self, one: Node, other: Node) -> None:
