@@ -307,3 +307,21 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
         listed = subprocess.run([*as_user, "ls", str(mountpoint / "etc")], capture_output=True,
                                 text=True, check=True).stdout.split()
         assert listed == ["passwd"]
+
+
+def test_a_backing_file_that_vanishes_fails_that_request_only(image, mountpoint, scratch):
+    victim = image / "1" / "opt" / "app"
+    with layerfs_mounted(mountpoint, str(image)) as process:
+        victim.unlink()
+        with pytest.raises(OSError):
+            (mountpoint / "opt" / "app").read_bytes()
+        assert process.poll() is None, "the daemon died"
+        assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
+
+
+def test_debug_logs_each_request(image, mountpoint, scratch):
+    log = scratch / "debug.log"
+    with layerfs_mounted(mountpoint, "--debug", "--log", str(log), str(image)):
+        (mountpoint / "etc" / "passwd").read_bytes()
+    text = log.read_text()
+    assert "lookup" in text and "open" in text and "read" in text
