@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import tempfile
@@ -65,3 +66,33 @@ def test_inodes_are_the_same_for_the_same_layers(scratch):
     first = {path: node.ino for path, node in index_of(dirs).walk()}
     second = {path: node.ino for path, node in index_of(dirs).walk()}
     assert first == second and len(set(first.values())) == len(first)
+
+
+def test_sidecar_metadata_is_applied(scratch):
+    """What an unprivileged unpack could not store on disk shows as the image has it."""
+    from layerfs.sidecar import SIDECAR_KEY, Sidecar
+
+    lower, upper = materialize_stack([
+        {b"etc": Dir(mode=0o750, xattrs={b"user.from": b"lower"}), b"etc/old": File(b"o"),
+         b"x" * 255: File(b"long")},
+        {b"etc/new": File(b"n"), b"dev/null": File(b"")},
+    ], scratch, "oci")
+    sidecar = Sidecar(
+        owner=(0, 0),
+        stats={b"dev/null": (0, 0, stat.S_IFCHR | 0o666, os.makedev(1, 3))},
+        whiteouts={b"": {b"x" * 255}},
+        xattrs={b"etc/new": {b"security.capability": b"\x01\x00\x00\x02"}},
+        implied_dirs={b"", b"etc"},
+    )
+    sidecar.save(scratch / "meta.json")
+    index = PathIndex([Layer(str(lower)), Layer(str(upper),
+                                                extra={SIDECAR_KEY: str(scratch / "meta.json")})])
+    null = index.resolve("dev/null")
+    assert stat.S_ISCHR(null.mode) and null.rdev == os.makedev(1, 3)
+    assert index.resolve(b"x" * 255) is None
+    assert index.resolve("etc").mode & 0o777 == 0o750  # implied in the upper: from below
+    assert index.get_xattr(index.resolve("etc"), b"user.from") == b"lower"
+    new = index.resolve("etc/new")
+    assert (new.uid, new.gid) == (0, 0)
+    assert index.get_xattr(new, b"security.capability") == b"\x01\x00\x00\x02"
+    assert b"security.capability" in index.list_xattrs(new)
