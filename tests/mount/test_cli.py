@@ -35,7 +35,7 @@ STACK = [
 @pytest.fixture
 def image(scratch: Path) -> Path:
     """An extracted-layers image dir with a `layers` order file."""
-    layers = materialize_stack(STACK, scratch, "oci")
+    materialize_stack(STACK, scratch, "oci")
     (scratch / "oci" / "layers").write_text("# bottom first\n0\n\n1\n")
     return scratch / "oci"
 
@@ -151,7 +151,7 @@ def test_lower_layers_are_never_written(image, mountpoint):
 def test_inode_numbers_are_stable_across_remounts_and_match_readdir(image, mountpoint):
     def inodes() -> dict[str, tuple[int, int]]:
         found = {}
-        for dirpath, dirnames, filenames in os.walk(mountpoint):
+        for dirpath, _, _ in os.walk(mountpoint):
             with os.scandir(dirpath) as it:
                 for entry in it:
                     found[entry.path] = (entry.inode(), os.lstat(entry.path).st_ino)
@@ -266,8 +266,9 @@ def unprivileged_user():
     created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
                              capture_output=True).returncode == 0
     try:
-        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-            "import layerfs.cli"], capture_output=True, text=True)
+        probe = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import layerfs.cli"
+        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", probe],
+                               capture_output=True, text=True)
         if check.returncode != 0:
             pytest.skip("a normal user cannot run this Python or read the repository here: "
                         + (check.stderr.strip().splitlines() or ["?"])[-1])
@@ -296,7 +297,7 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
         os.chown(mountpoint, pwd.getpwnam(unprivileged_user).pw_uid, -1)
     with layerfs_mounted(mountpoint, str(image), user=unprivileged_user):
         with open("/proc/self/mounts") as mounts:
-            line = next(l for l in mounts if f" {mountpoint} " in l)
+            line = next(m for m in mounts if f" {mountpoint} " in m)
         assert "fuse.layerfs" in line
         assert "user_id=0," not in line or unprivileged_user is None
         # Without allow_other only the mounting user may look inside, not even root.
