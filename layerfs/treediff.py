@@ -75,6 +75,12 @@ def _xattrs(path: bytes, skip: frozenset[bytes]) -> dict[bytes, bytes]:
             if name not in skip and not any(name.startswith(p) for p in skip if p.endswith(b"."))}
 
 
+# A name readdir lists but lstat says does not exist. The kernel overlay shows
+# whiteouts this way in a directory only one layer provides (it passes such a
+# "real" directory's listing through unfiltered, see ovl_dir_is_real()).
+PHANTOM = "!"
+
+
 def _walk(root: bytes) -> Iterator[tuple[bytes, os.stat_result | None]]:
     yield b"", os.lstat(root)
     stack = [b""]
