@@ -16,6 +16,8 @@ layer's ``meta.json`` for as long as they live, so prune skips layers in use.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -209,10 +211,56 @@ class LayerCache:
         lock = FileLock(cached.sidecar_path)
         try:
             lock.acquire(shared=True)
+            still_there = os.fstat(lock.fd).st_ino == os.stat(cached.sidecar_path).st_ino
         except FileNotFoundError:
-            return None  # pruned in between
+            still_there = False
+        if not still_there:  # pruned or discarded in between
+            lock.release()
+            return None
         self._held.append(lock)
         return cached
+
+    def release(self, cached: CachedLayer) -> None:
+        """Stop holding a layer this process got from :meth:`ensure`."""
+        path = str(cached.sidecar_path)
+        for lock in [lock for lock in self._held if lock.path == path]:
+            lock.release()
+            self._held.remove(lock)
+
+    def remove_layer(self, cached: CachedLayer) -> bool:
+        """Remove a layer unless someone (a mount, an unpack) holds it; whether it was removed."""
+        lock = FileLock(cached.sidecar_path)
+        try:
+            if not lock.acquire(wait=False):
+                return False
+        except FileNotFoundError:
+            return False
+        try:
+            self._make_dirs()
+            doomed = self.tmp_dir / f"removing.{cached.directory.name}.{uuid.uuid4().hex[:8]}"
+            os.rename(cached.directory, doomed)
+        finally:
+            lock.release()
+        remove_tree(doomed)
+        return True
+
+    def discard(self, created: list[CachedLayer]) -> None:
+        """Undo the layers an image open added before it failed (nothing left behind)."""
+        for cached in created:
+            self.release(cached)
+            self.remove_layer(cached)
+
+    def record_image(self, source: str, name: str, chain_ids: list[str]) -> None:
+        """Note which layers an image uses, for ``cache ls`` and ``cache prune``."""
+        if not source:
+            return
+        self._make_dirs()
+        key = hashlib.sha256(f"{source}\0{name}".encode("utf-8", "surrogateescape")).hexdigest()
+        record = {"source": source, "name": name, "chain_ids": chain_ids,
+                  "used_at": int(time.time())}
+        tmp = self.images_dir / f".{key}.{os.getpid()}"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.images_dir / f"{key}.json")
 
     # -- housekeeping ---------------------------------------------------------------
 
