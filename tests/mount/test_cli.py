@@ -239,6 +239,18 @@ def test_mount_failures_are_one_clear_line(image, mountpoint, scratch, case):
         assert not is_mounted(mountpoint)
 
 
+def test_mount_over_a_stale_mount_after_kill_9(image, mountpoint):
+    with layerfs_mounted(mountpoint, str(image)) as process:
+        process.kill()
+        process.wait(timeout=10)
+        result = run_layerfs("mount", str(image), str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        try:
+            assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
+        finally:
+            run_layerfs("umount", str(mountpoint))
+
+
 def test_umount_of_a_stale_mount_after_kill_9(image, mountpoint):
     with layerfs_mounted(mountpoint, str(image)) as process:
         process.kill()
