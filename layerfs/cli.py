@@ -11,12 +11,15 @@ import sys
 
 from . import __version__
 from .errors import LayerfsError, UsageError
-from .images import FORMS, Image, open_image
+from .images import FORMS, Image, open_image, read_image
 from .images.layerdirs import open_explicit_layers
+from .images.inspect import layer_rows, render_json, render_table
 from .index import PathIndex
 from .mount import serve, unmount
 from .upper import open_writable
 from .options import parse_options
+from .unpack import LayerCache
+from .unpack.inventory import list_layers, prune, render_layers
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -33,9 +36,12 @@ def _build_parser() -> argparse.ArgumentParser:
     mount = commands.add_parser(
         "mount", help="mount an image's layers (read-only, or writable with --upper)",
         description="Mount an image's layers, bottom to top, as one tree: read-only, or "
-                    "writable with an upper dir in the kernel overlay's format. "
-                    "IMAGE is a directory of extracted layers (ordered by its 'layers' "
-                    "file, else by name); or give the layers with --layer (bottom first) "
+                    "writable with an upper dir in the kernel overlay's format (--upper). "
+                    "IMAGE is an OCI layout (dir or oci-archive), a docker save archive, a "
+                    "skopeo dir:, a Docker data root or a containers-storage store "
+                    "(STORE:NAME:TAG or --image picks one image), or a directory of "
+                    "extracted layers (ordered by its 'layers' file, else by name); "
+                    "tar layers are unpacked once into the layer cache. Or give the layers with --layer (bottom first) "
                     "or -o lowerdir=TOP:...:BOTTOM (the kernel overlay's order).")
     mount.add_argument("image", nargs="?", metavar="IMAGE",
                        help="the image (omit it with --layer or -o lowerdir=)")
@@ -52,7 +58,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, "
                             "allow_other; generic mount options (ro, nodev, ...) are accepted")
-    mount.add_argument("--format", choices=sorted(FORMS), help="the image's form, if not detected")
+    _add_image_arguments(mount)
+    mount.add_argument("--quiet", "-q", action="store_true",
+                       help="no progress display while unpacking layers")
     mount.add_argument("-f", "--foreground", action="store_true",
                        help="stay in the foreground (default: serve from the background)")
     mount.add_argument("--debug", action="store_true",
@@ -61,6 +69,29 @@ def _build_parser() -> argparse.ArgumentParser:
                                                      "background, stderr in the foreground)")
     mount.set_defaults(run=_cmd_mount)
 
+    inspect = commands.add_parser(
+        "inspect", help="list an image's layers without mounting it",
+        description="Show the image's layers bottom to top: DiffID, chainID, blob digest, "
+                    "compressed and uncompressed size, entries, and the history line that "
+                    "created each.")
+    inspect.add_argument("image", metavar="IMAGE")
+    _add_image_arguments(inspect)
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.set_defaults(run=_cmd_inspect)
+
+    cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
+                                description="List or prune the layer cache.")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
+    cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_ls.set_defaults(run=_cmd_cache_ls)
+    cache_prune = cache_commands.add_parser(
+        "prune", help="remove layers no known image uses (with --all: every layer) "
+                      "unless a mount uses them")
+    cache_prune.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_prune.add_argument("--all", action="store_true", help="remove every unused layer")
+    cache_prune.set_defaults(run=_cmd_cache_prune)
+
     umount = commands.add_parser("umount", help="unmount a layerfs mount",
                                  description="Unmount (fusermount3 -u as a user, umount as "
                                              "root); also clears a mount whose daemon died.")
@@ -68,6 +99,19 @@ def _build_parser() -> argparse.ArgumentParser:
     umount.add_argument("-z", "--lazy", action="store_true", help="detach even if busy")
     umount.set_defaults(run=_cmd_umount)
     return parser
+
+
+_CACHE_HELP = "the layer cache (default: $XDG_CACHE_HOME/layerfs, i.e. ~/.cache/layerfs)"
+
+
+def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=list(FORMS), help="the image's form, if not detected")
+    parser.add_argument("--image", dest="image_ref", metavar="REF",
+                        help="which image of a store or archive: NAME[:TAG], image ID "
+                             "(full or short) or digest (same as IMAGE:REF)")
+    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                        help="which platform of a multi-arch image (default: this host's)")
+    parser.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
 
 
 def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
@@ -81,7 +125,10 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
         return open_explicit_layers(list(explicit)), args.mountpoint
     if args.image is None:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
-    return open_image(args.image, args.format), args.mountpoint
+    image = open_image(args.image, args.format, image_ref=args.image_ref,
+                       platform=args.platform, cache=LayerCache(args.cache_dir),
+                       quiet=args.quiet)
+    return image, args.mountpoint
 
 
 def _cmd_mount(args: argparse.Namespace) -> int:
@@ -107,6 +154,27 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
           debug=args.debug, log_file=args.log, upper=upper)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    plan = read_image(args.image, args.format, image_ref=args.image_ref, platform=args.platform)
+    rows = layer_rows(plan, LayerCache(args.cache_dir))
+    print(render_json(plan, rows) if args.json else render_table(plan, rows))
+    return 0
+
+
+def _cmd_cache_ls(args: argparse.Namespace) -> int:
+    print(render_layers(list_layers(LayerCache(args.cache_dir))))
+    return 0
+
+
+def _cmd_cache_prune(args: argparse.Namespace) -> int:
+    report = prune(LayerCache(args.cache_dir), all_layers=args.all)
+    print(f"removed {len(report.removed)} layers ({report.freed} bytes of files)"
+          + (f", kept {len(report.kept_in_use)} in use by mounts" if report.kept_in_use else "")
+          + (f", cleared {report.stale_unpacks} interrupted unpacks" if report.stale_unpacks
+             else ""))
     return 0
 
 

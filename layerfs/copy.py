@@ -117,3 +117,15 @@ def copy_xattrs(src: bytes, dst: bytes, keep: Callable[[bytes], bool]) -> None:
             if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
                 continue
             raise
+
+
+def set_xattrs(dst: bytes, xattrs: dict[bytes, bytes]) -> None:
+    """Set extended attributes on path ``dst``, skipping those the destination
+    refuses for lack of privilege or support."""
+    for name, value in xattrs.items():
+        try:
+            os.setxattr(dst, name, value, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EACCES):
+                continue
+            raise

@@ -8,13 +8,14 @@ hard-link groups, names) for every path, walked without following symlinks.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Iterator
 
 import xxhash
+
+from .scan import read_xattrs
 
 _CHUNK = 1 << 20
 _TYPE_CHARS = {
@@ -70,23 +71,8 @@ def content_hash(path: bytes) -> str:
 
 
 def _xattrs(path: bytes, skip: frozenset[bytes]) -> dict[bytes, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.ENODATA):
-            return {}
-        raise
-    values = {}
-    for name in names:
-        bname = os.fsencode(name)
-        if bname in skip or any(bname.startswith(p) for p in skip if p.endswith(b".")):
-            continue
-        try:
-            values[bname] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno != errno.ENODATA:
-                raise
-    return values
+    return {name: value for name, value in read_xattrs(path).items()
+            if name not in skip and not any(name.startswith(p) for p in skip if p.endswith(b"."))}
 
 
 # A name readdir lists but lstat says does not exist. The kernel overlay shows

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from .backing import open_for_reading
 from .index import Node, PathIndex
 from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attributes, UpperDir
-from .whiteouts import backing_xattr_name, visible_xattr_name
+from .whiteouts import backing_xattr_name
 
 
 # The kernel's default limit (module parameter redirect_max) on a redirect's length.
@@ -92,8 +92,19 @@ class Upper:
         if self.index.is_upper(node) and self.index.is_attached(node):
             self.index.set_stat(node, self.disk.lstat(node.path()))
 
-    def _keep_xattr(self, name: bytes) -> bool:
-        return visible_xattr_name(name) is not None
+    def _shown_xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """The xattrs ``node`` shows, under the names the upper dir stores them."""
+        values = {}
+        for name in self.index.list_xattrs(node):
+            stored = backing_xattr_name(name)
+            if stored is None:
+                continue
+            try:
+                values[stored] = self.index.get_xattr(node, name)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EPERM, errno.EACCES, errno.ENOTSUP):
+                    raise
+        return values
 
     # -- copy-up ---------------------------------------------------------------------
 
@@ -130,7 +141,7 @@ class Upper:
                 os.close(root)
 
         with self.disk.times_kept(node.parent.path()):
-            temp = self.disk.build_copy(source, attrs, keep_xattr=self._keep_xattr,
+            temp = self.disk.build_copy(source, attrs, xattrs=self._shown_xattrs(node),
                                         open_source=open_source, size=node.size,
                                         with_data=with_data)
             try:
@@ -449,8 +460,7 @@ class Upper:
             raise _fail(errno.ENOENT)
         if not self.index.is_upper(node):
             # Nothing to remove means nothing to copy up (the kernel checks first).
-            layer, relpath = self.index.backing(node)
-            os.getxattr(layer.path_of(relpath), backing, follow_symlinks=False)
+            self.index.get_xattr(node, name)
         self.copy_up(node)
         os.removexattr(self.disk.path(node.path()), backing, follow_symlinks=False)
         self.refresh(node)

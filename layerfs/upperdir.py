@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .copy import copy_data, copy_xattrs
+from .copy import copy_data, copy_xattrs, set_xattrs
 from .errors import MountError
 
 RENAME_NOREPLACE = 1
@@ -217,12 +217,14 @@ class UpperDir:
             raise
         return temp, fd
 
-    def build_copy(self, source: bytes, attrs: Attributes, *, keep_xattr: Callable[[bytes], bool],
+    def build_copy(self, source: bytes, attrs: Attributes, *,
+                   xattrs: dict[bytes, bytes] | None = None,
+                   keep_xattr: Callable[[bytes], bool] | None = None,
                    open_source: Callable[[], int] | None = None, size: int = 0,
                    with_data: bool = True) -> bytes:
-        """Copy the lower object at path ``source`` into the work dir: data (for a
-        regular file, through ``open_source``), xattrs that ``keep_xattr`` accepts,
-        then owner, mode and times as in ``attrs``."""
+        """Copy the object at path ``source`` into the work dir: data (for a
+        regular file, through ``open_source``), then owner, the given ``xattrs``
+        (or those of ``source`` that ``keep_xattr`` accepts), mode and times."""
         temp = self._temp_name()
         kind = stat.S_IFMT(attrs.mode)
         try:
@@ -245,7 +247,10 @@ class UpperDir:
             else:
                 os.mknod(temp, kind | 0o600, attrs.rdev)
             self._chown(temp, attrs)
-            copy_xattrs(source, temp, keep_xattr)
+            if xattrs is not None:
+                set_xattrs(temp, xattrs)
+            elif keep_xattr is not None:
+                copy_xattrs(source, temp, keep_xattr)
             self._chmod_and_times(temp, attrs)
         except BaseException:
             _remove_tree(temp)
@@ -344,7 +349,8 @@ class UpperDir:
         st = os.lstat(dest)
         attrs = Attributes(st.st_mode, st.st_uid, st.st_gid, atime_ns=st.st_atime_ns,
                            mtime_ns=st.st_mtime_ns)
-        temp = self.build_copy(dest, attrs, keep_xattr=lambda name: True)
+        temp = self.build_copy(dest, attrs,
+                               keep_xattr=lambda name: not name.startswith(self.prefix))
         try:
             os.setxattr(temp, self.opaque_xattr, b"y")
             renameat2(temp, dest, RENAME_EXCHANGE)

@@ -24,6 +24,6 @@ class Image:
     config: dict = field(default_factory=dict)
 
 
-from .detect import FORMS, open_image  # noqa: E402
+from .detect import FORMS, open_image, read_image  # noqa: E402
 
-__all__ = ["FORMS", "Image", "open_image"]
+__all__ = ["FORMS", "Image", "open_image", "read_image"]

@@ -1,7 +1,13 @@
 """Which form an image is in (FORMATS.md section 0), and opening it.
 
-FORMS maps a ``--format`` name to (detector, opener). Detection tries the
-forms in table order; the first match wins, as several forms share files.
+FORMS maps a ``--format`` name to (detector, reader), in the order of
+FORMATS.md section 0: detection tries them in table order and the first
+match wins, as several forms share files. A tar file given instead of a
+directory is read in place (row 10) by the same readers.
+
+An image spec is a path, optionally followed by ``:REFERENCE`` naming one
+image of a store or archive (``/var/lib/docker:nginx:latest``,
+``layout-dir:tag``); ``--image REF`` says the same.
 """
 
 from __future__ import annotations
@@ -9,28 +15,95 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ImageError
+from ..errors import ImageError, UsageError
+from ..unpack import LayerCache
 from . import Image
+from .containersstorage import (
+    is_containers_storage,
+    is_containers_storage_vfs,
+    read_containers_storage,
+    read_containers_storage_vfs,
+)
+from .dockerlegacy import is_docker_legacy, read_docker_legacy
+from .dockerroot import is_docker_root, read_docker_root
+from .dockersave import is_docker_save, is_docker_save_oci, read_docker_save, read_docker_save_oci
+from .files import ImageFiles, open_files
 from .layerdirs import is_layer_dirs, open_layer_dirs
+from .oci import is_oci_layout, read_oci
+from .plan import ImagePlan, LayerSource, materialize
+from .skopeodir import is_skopeo_dir, read_skopeo_dir
 
-Detector = Callable[[Path], bool]
-Opener = Callable[[Path], Image]
+Detector = Callable[[ImageFiles], bool]
+Reader = Callable[[ImageFiles, "str | None", "str | None"], ImagePlan]
 
-FORMS: dict[str, tuple[Detector, Opener]] = {
-    "layer-dirs": (is_layer_dirs, open_layer_dirs),
+
+def _is_layer_dirs(files: ImageFiles) -> bool:
+    return not files.is_archive and is_layer_dirs(files.path)
+
+
+def _read_layer_dirs(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
+    if ref is not None:
+        raise ImageError(f"{files.where}: a directory of layers holds one image; drop ':{ref}'")
+    image = open_layer_dirs(files.path)
+    sources = [LayerSource(label=layer.label, directory=layer.root) for layer in image.layers]
+    return ImagePlan(layers=sources, name=image.name, form=image.form)
+
+
+FORMS: dict[str, tuple[Detector, Reader]] = {
+    "docker-root": (is_docker_root, read_docker_root),
+    "containers-storage": (is_containers_storage, read_containers_storage),
+    "containers-storage-vfs": (is_containers_storage_vfs, read_containers_storage_vfs),
+    "docker-save-oci": (is_docker_save_oci, read_docker_save_oci),
+    "oci": (is_oci_layout, read_oci),
+    "docker-save": (is_docker_save, read_docker_save),
+    "docker-save-legacy": (is_docker_legacy, read_docker_legacy),
+    "skopeo-dir": (is_skopeo_dir, read_skopeo_dir),
+    "layer-dirs": (_is_layer_dirs, _read_layer_dirs),
 }
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1.overlayfs"
 
 
-def open_image(spec: str, form: str | None = None) -> Image:
-    """Open the image at ``spec``, detecting its form unless ``form`` is given."""
-    path = Path(spec)
-    if not path.exists():
-        raise ImageError(f"{spec}: no such image (file or directory)")
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """(path, reference) of ``PATH[:REFERENCE]``; the longest existing path wins."""
+    if Path(spec).exists():
+        return Path(spec), None
+    positions = [i for i, char in enumerate(spec) if char == ":"]
+    for position in reversed(positions):
+        if position and Path(spec[:position]).exists():
+            return Path(spec[:position]), spec[position + 1:] or None
+    raise ImageError(f"{spec}: no such image (file or directory)")
+
+
+def read_image(spec: str, form: str | None = None, *, image_ref: str | None = None,
+               platform: str | None = None) -> ImagePlan:
+    """What the image at ``spec`` consists of, without unpacking anything."""
+    path, ref = split_spec(spec)
+    if image_ref is not None:
+        if ref is not None and ref != image_ref:
+            raise UsageError(f"the image is named twice: '{ref}' in {spec} and --image {image_ref}")
+        ref = image_ref
+    files = open_files(path)
     if form is not None:
         if form not in FORMS:
-            raise ImageError(f"--format {form}: unknown format; known: {', '.join(FORMS)}")
-        return FORMS[form][1](path)
-    for detector, opener in FORMS.values():
-        if detector(path):
-            return opener(path)
+            raise UsageError(f"--format {form}: unknown format; known: {', '.join(FORMS)}")
+        return FORMS[form][1](files, ref, platform)
+    for detector, reader in FORMS.values():
+        if detector(files):
+            return reader(files, ref, platform)
+    if not files.is_archive and _has_containerd_store(path):
+        raise ImageError(f"{spec}: a containerd image store (Docker's containerd snapshotter) "
+                         "is not supported yet; use 'docker save' and mount the archive")
     raise ImageError(f"{spec}: not a recognised image (expected one of: {', '.join(FORMS)})")
+
+
+def _has_containerd_store(path: Path) -> bool:
+    return (path / CONTAINERD_SNAPSHOTTER).is_dir() or \
+        (path / "containerd" / "daemon" / CONTAINERD_SNAPSHOTTER).is_dir()
+
+
+def open_image(spec: str, form: str | None = None, *, image_ref: str | None = None,
+               platform: str | None = None, cache: LayerCache | None = None,
+               quiet: bool = False) -> Image:
+    """Open the image at ``spec`` as directory layers, unpacking tar layers into the cache."""
+    plan = read_image(spec, form, image_ref=image_ref, platform=platform)
+    return materialize(plan, cache, quiet=quiet)

@@ -35,7 +35,7 @@ STACK = [
 @pytest.fixture
 def image(scratch: Path) -> Path:
     """An extracted-layers image dir with a `layers` order file."""
-    layers = materialize_stack(STACK, scratch, "oci")
+    materialize_stack(STACK, scratch, "oci")
     (scratch / "oci" / "layers").write_text("# bottom first\n0\n\n1\n")
     return scratch / "oci"
 
@@ -151,7 +151,7 @@ def test_lower_layers_are_never_written(image, mountpoint):
 def test_inode_numbers_are_stable_across_remounts_and_match_readdir(image, mountpoint):
     def inodes() -> dict[str, tuple[int, int]]:
         found = {}
-        for dirpath, dirnames, filenames in os.walk(mountpoint):
+        for dirpath, _, _ in os.walk(mountpoint):
             with os.scandir(dirpath) as it:
                 for entry in it:
                     found[entry.path] = (entry.inode(), os.lstat(entry.path).st_ino)
@@ -239,6 +239,18 @@ def test_mount_failures_are_one_clear_line(image, mountpoint, scratch, case):
         assert not is_mounted(mountpoint)
 
 
+def test_mount_over_a_stale_mount_after_kill_9(image, mountpoint):
+    with layerfs_mounted(mountpoint, str(image)) as process:
+        process.kill()
+        process.wait(timeout=10)
+        result = run_layerfs("mount", str(image), str(mountpoint))
+        assert result.returncode == 0, result.stderr
+        try:
+            assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
+        finally:
+            run_layerfs("umount", str(mountpoint))
+
+
 def test_umount_of_a_stale_mount_after_kill_9(image, mountpoint):
     with layerfs_mounted(mountpoint, str(image)) as process:
         process.kill()
@@ -266,8 +278,9 @@ def unprivileged_user():
     created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
                              capture_output=True).returncode == 0
     try:
-        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-            "import layerfs.cli"], capture_output=True, text=True)
+        probe = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import layerfs.cli"
+        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", probe],
+                               capture_output=True, text=True)
         if check.returncode != 0:
             pytest.skip("a normal user cannot run this Python or read the repository here: "
                         + (check.stderr.strip().splitlines() or ["?"])[-1])
@@ -296,7 +309,7 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
         os.chown(mountpoint, pwd.getpwnam(unprivileged_user).pw_uid, -1)
     with layerfs_mounted(mountpoint, str(image), user=unprivileged_user):
         with open("/proc/self/mounts") as mounts:
-            line = next(l for l in mounts if f" {mountpoint} " in l)
+            line = next(m for m in mounts if f" {mountpoint} " in m)
         assert "fuse.layerfs" in line
         assert "user_id=0," not in line or unprivileged_user is None
         # Without allow_other only the mounting user may look inside, not even root.
@@ -307,3 +320,21 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
         listed = subprocess.run([*as_user, "ls", str(mountpoint / "etc")], capture_output=True,
                                 text=True, check=True).stdout.split()
         assert listed == ["passwd"]
+
+
+def test_a_backing_file_that_vanishes_fails_that_request_only(image, mountpoint, scratch):
+    victim = image / "1" / "opt" / "app"
+    with layerfs_mounted(mountpoint, str(image)) as process:
+        victim.unlink()
+        with pytest.raises(OSError):
+            (mountpoint / "opt" / "app").read_bytes()
+        assert process.poll() is None, "the daemon died"
+        assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
+
+
+def test_debug_logs_each_request(image, mountpoint, scratch):
+    log = scratch / "debug.log"
+    with layerfs_mounted(mountpoint, "--debug", "--log", str(log), str(image)):
+        (mountpoint / "etc" / "passwd").read_bytes()
+    text = log.read_text()
+    assert "lookup" in text and "open" in text and "read" in text

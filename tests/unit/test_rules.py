@@ -1,4 +1,4 @@
-"""Pure rules: whiteout names, opaque xattrs, xattr visibility, mount options, override_stat, inodes."""
+"""Pure rules: whiteout names, opaque and private xattrs, mount options, override_stat, inodes."""
 
 from __future__ import annotations
 

@@ -1,0 +1,116 @@
+"""What the layer cache holds and who uses it: ``layerfs cache ls`` and ``cache prune``.
+
+An image's use of layers is recorded when it is opened (``images/*.json``:
+source path, name, chainIDs). A layer is *in use* while a mount holds its
+shared lock; *referenced* while a recorded image whose source still exists
+lists it. Prune removes unreferenced layers (with ``all_layers`` every
+layer) that are not in use, records of vanished images, and leftovers of
+killed unpacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..sidecar import SIDECAR_NAME, load_sidecar
+from .cache import CachedLayer, LayerCache
+from .locks import is_locked
+
+
+@dataclass
+class CachedLayerInfo:
+    layer: CachedLayer
+    info: dict
+    images: list[str] = field(default_factory=list)
+    in_use: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(self.info.get("file_bytes") or 0)
+
+
+def image_records(cache: LayerCache) -> list[tuple[Path, dict]]:
+    records = []
+    if not cache.images_dir.is_dir():
+        return records
+    for path in sorted(cache.images_dir.glob("*.json")):
+        try:
+            records.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            records.append((path, {}))
+    return records
+
+
+def _live(record: dict) -> bool:
+    return bool(record.get("source")) and os.path.exists(record["source"])
+
+
+def list_layers(cache: LayerCache) -> list[CachedLayerInfo]:
+    users: dict[str, list[str]] = {}
+    for _, record in image_records(cache):
+        if _live(record):
+            label = f"{record['source']}" + (f" ({record['name']})" if record.get("name") else "")
+            for chain in record.get("chain_ids") or []:
+                users.setdefault(chain, []).append(label)
+    layers = []
+    if not cache.layers_dir.is_dir():
+        return layers
+    for entry in sorted(os.scandir(cache.layers_dir), key=lambda e: e.name):
+        sidecar_path = Path(entry.path) / SIDECAR_NAME
+        try:
+            info = load_sidecar(sidecar_path).info
+        except (OSError, ValueError):
+            info = {}
+        chain = info.get("chain_id") or f"sha256:{entry.name}"
+        layer = CachedLayer(chain, Path(entry.path))
+        layers.append(CachedLayerInfo(layer, info, users.get(chain, []),
+                                      is_locked(sidecar_path)))
+    return layers
+
+
+@dataclass
+class PruneReport:
+    removed: list[str] = field(default_factory=list)
+    freed: int = 0
+    kept_in_use: list[str] = field(default_factory=list)
+    stale_unpacks: int = 0
+
+
+def prune(cache: LayerCache, *, all_layers: bool = False) -> PruneReport:
+    report = PruneReport()
+    for path, record in image_records(cache):
+        if all_layers or not _live(record):
+            path.unlink(missing_ok=True)
+    for item in list_layers(cache):
+        if item.images and not all_layers:
+            continue
+        if cache.remove_layer(item.layer):
+            report.removed.append(item.layer.chain_id)
+            report.freed += item.size
+        else:
+            report.kept_in_use.append(item.layer.chain_id)
+    report.stale_unpacks = cache.remove_stale_tmp()
+    return report
+
+
+def render_layers(items: list[CachedLayerInfo]) -> str:
+    from .digests import short
+    lines = ["CHAINID       SIZE      ENTRIES  IN USE  IMAGES"]
+    for item in items:
+        lines.append(f"{short(item.layer.chain_id):12}  {_size(item.size):>8}  "
+                     f"{item.info.get('entries', '-')!s:>7}  {'yes' if item.in_use else 'no':6}  "
+                     f"{', '.join(item.images) or '-'}")
+    total = sum(item.size for item in items)
+    lines.append(f"{len(items)} layers, {_size(total)}")
+    return "\n".join(lines)
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
