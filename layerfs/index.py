@@ -27,7 +27,8 @@ from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
 from .merge import MergedChild, merge_children
 from .metadata import parse_override_stat
-from .scan import ScannedDir, read_xattrs, scan_dir
+from .redirects import redirected_stack
+from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
 
@@ -281,6 +282,7 @@ class PathIndex:
         meta = self._metadata_layer(all_layers, b"")
         root = Node(ROOT_INODE, b"", None, meta, root_stats[meta])
         root.layers = all_layers
+        self.root_layers = all_layers
         self.nodes[ROOT_INODE] = root
         hard_links: dict[tuple[int, int, int], int] = {}
         pending: list[tuple[Node, bytes]] = [(root, b"")]
@@ -297,12 +299,15 @@ class PathIndex:
                 child_path = relpath + b"/" + name if relpath else name
                 if child.is_dir:
                     meta = self._metadata_layer(child.dir_layers, child_path)
-                    st = self._stat_entry(meta, child_path, dirents[meta][name])
+                    st = self._stat_entry(meta, self._child_relpath(directory, meta, name),
+                                          dirents[meta][name])
                     node = Node(self.inodes.assign(child_path), name, directory, meta, st)
                     node.layers = child.dir_layers
                     pending.append((node, child_path))
                 else:
-                    st = self._stat_entry(child.layer, child_path, dirents[child.layer][name])
+                    st = self._stat_entry(child.layer,
+                                          self._child_relpath(directory, child.layer, name),
+                                          dirents[child.layer][name])
                     if st.st_nlink > 1:
                         # Names of one inode within a layer share one number.
                         key = (child.layer, st.st_dev, st.st_ino)
@@ -318,20 +323,50 @@ class PathIndex:
                 self.nodes.setdefault(node.ino, node)
         return root
 
+    def _child_relpath(self, directory: Node, position: int, name: bytes) -> bytes:
+        parent = self.relpath_in(directory, position)
+        return parent + b"/" + name if parent else name
+
     def _scan_merged_dir(self, directory: Node, relpath: bytes) -> list[tuple[int, ScannedDir]]:
         """Scan the directory in each layer that may contribute, top first,
-        stopping after the first opaque copy."""
+        stopping after the first opaque copy. A copy with an overlay redirect
+        sends the search below it to where the redirect points."""
         scanned: list[tuple[int, ScannedDir]] = []
         is_root = directory.parent is None
-        for position in directory.layers:
-            result = scan_dir(self.layers[position], relpath, is_root=is_root)
+        stack = [(position, self.relpath_in(directory, position))
+                 for position in directory.layers]
+        number = 0
+        while number < len(stack):
+            position, path = stack[number]
+            result = scan_dir(self.layers[position], path, is_root=is_root)
             sidecar = self._sidecars[position]
             if sidecar is not None:
-                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(path)
             scanned.append((position, result))
             if result.listing.opaque:
                 break
+            if result.redirect is not None and directory.parent is not None:
+                stack[number + 1:] = self._redirected_stack(directory, position, result.redirect)
+            number += 1
+        self._pin_paths(directory, stack[:len(scanned)])
         return scanned
+
+    def _redirected_stack(self, directory: Node, position: int,
+                          redirect: bytes) -> list[tuple[int, bytes]]:
+        parent = directory.parent
+        assert parent is not None
+        parent_stack = [(q, self.relpath_in(parent, q)) for q in parent.layers]
+        return redirected_stack(position, redirect, parent_stack, self.root_layers,
+                                lambda q, path: probe_path(self.layers[q], path))
+
+    def _pin_paths(self, directory: Node, stack: list[tuple[int, bytes]]) -> None:
+        """Record where each layer holds ``directory`` if a redirect moved it."""
+        if directory.parent is None:
+            return
+        if any(path != self._child_relpath(directory.parent, position, directory.name)
+               for position, path in stack):
+            directory.paths = dict(stack)
+            self._redirected = True
 
     # -- the writable upper: queries ----------------------------------------------
 
