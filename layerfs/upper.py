@@ -309,6 +309,8 @@ class Upper:
             return None
         if target is node:
             return None
+        if node.children is not None and self._contains(node, new_parent):
+            raise _fail(errno.EINVAL)
         if target is not None:
             if flags & RENAME_NOREPLACE:
                 raise _fail(errno.EEXIST)
@@ -321,8 +323,6 @@ class Upper:
                     raise _fail(errno.ENOTEMPTY)
             elif target.children is not None:
                 raise _fail(errno.EISDIR)
-        if node.children is not None and self._contains(node, new_parent):
-            raise _fail(errno.EINVAL)
         redirect = self._redirect_for(node, new_parent is old_parent)
         self.copy_up(node, with_data=True)
         self.copy_up(new_parent)
