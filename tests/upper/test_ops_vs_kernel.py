@@ -314,3 +314,23 @@ def test_uppers_committed_as_lower_layers_keep_their_redirects(scratch, needs_ro
         pair.rotate()
     with pair.mounted():
         pair.check()
+
+
+def test_userxattr_writes_user_overlay_xattrs_and_renames_no_lower_dirs(scratch, needs_root):
+    """-o userxattr (a normal user's default): user.overlay.* xattrs, and EXDEV for
+    lower dirs, since the kernel follows no redirects with userxattr."""
+    pair = run(scratch, [
+        ops.mkdir("newdir"),
+        ops.rmdir("emptydir"),
+        ops.mkdir("emptydir"),
+        ops.unlink("a/file1"),
+        ops.rename("a", "a2"),                   # EXDEV
+        ops.mkdir("fresh"),
+        ops.rename("fresh", "a/fresh"),          # pure upper: fine, made opaque
+        ops.chmod("m/lo", 0o600),
+    ], kernel_options=["userxattr"], layerfs_options=["userxattr"])
+    upper = pair.layerfs.upper
+    assert os.getxattr(upper / "emptydir", "user.overlay.opaque") == b"y"
+    assert os.getxattr(upper / "a/fresh", "user.overlay.opaque") == b"y"
+    assert all(not name.startswith("trusted.overlay.") for path in upper.rglob("*")
+               for name in os.listxattr(path, follow_symlinks=False))
