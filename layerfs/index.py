@@ -157,6 +157,40 @@ class PathIndex:
             raise OSError(errno.ENODATA, "no such attribute")
         return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
 
+    # -- one layer's own entries (which, diff, usage) ---------------------------
+
+    def layer_listing(self, position: int, relpath: bytes) -> ScannedDir:
+        """Layer ``position``'s copy of directory ``relpath`` as the merge reads it: its
+        names, and the whiteouts of its markers and of its recorded metadata."""
+        result = scan_dir(self.layers[position], relpath, is_root=not relpath)
+        sidecar = self._sidecars[position]
+        if sidecar is not None:
+            result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+        return result
+
+    def layer_stat(self, position: int, relpath: bytes) -> os.stat_result:
+        """What an entry of one layer shows: its lstat with the layer's recorded metadata
+        applied (the caller knows the parent is a real directory of the layer)."""
+        layer = self.layers[position]
+        try:
+            st = os.lstat(layer.path_of(relpath))
+        except OSError as exc:
+            raise LayerError.from_os_error(layer, relpath, exc) from exc
+        return self._shown_stat(position, relpath, st)
+
+    def layer_has_dir(self, position: int, relpath: bytes) -> bool:
+        """Whether ``relpath`` is a real directory in layer ``position`` (no component a symlink)."""
+        layer = self.layers[position]
+        path = b""
+        for part in relpath.split(b"/") if relpath else ():
+            path = path + b"/" + part if path else part
+            try:
+                if not stat.S_ISDIR(os.lstat(layer.path_of(path)).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
+
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
         stack = [(b"", self.root)]
@@ -289,12 +323,8 @@ class PathIndex:
         """Scan the directory in each layer that may contribute, top first,
         stopping after the first opaque copy."""
         scanned: list[tuple[int, ScannedDir]] = []
-        is_root = directory.parent is None
         for position in directory.layers:
-            result = scan_dir(self.layers[position], relpath, is_root=is_root)
-            sidecar = self._sidecars[position]
-            if sidecar is not None:
-                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+            result = self.layer_listing(position, relpath)
             scanned.append((position, result))
             if result.listing.opaque:
                 break
