@@ -40,9 +40,79 @@ def register(commands: argparse._SubParsersAction) -> None:
     _output_arguments(which)
     which.set_defaults(run=_cmd_which)
 
+    diff = commands.add_parser(
+        "diff", help="what a layer changed, or what differs between two layers or images",
+        description="Without LAYER: every layer's changes relative to the layers below it. "
+                    "With LAYER: that layer's changes. With LAYER_A LAYER_B: the image as of "
+                    "layer A against the image as of layer B. With a second image: image A "
+                    "against image B. Changes: added, modified (type, content by xxhash, "
+                    "size, mode, uid, gid, rdev, symlink target, xattrs), removed (with the "
+                    "subtree's entries and bytes), made opaque. A layer is a 1-based index "
+                    "(negative from the top), a DiffID/chainID prefix or a label.")
+    diff.add_argument("image", metavar="IMAGE")
+    diff.add_argument("targets", nargs="*", metavar="LAYER|IMAGE_B",
+                      help="LAYER, LAYER_A LAYER_B, or IMAGE_B")
+    _image_arguments(diff)
+    diff.add_argument("--mtime", action="store_true", help="also report changed mtimes")
+    _output_arguments(diff)
+    diff.set_defaults(run=_cmd_diff)
+
 
 def _paint() -> Painter:
     return Painter(colour_enabled(sys.stdout))
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    from .diff import DiffPrinter, TreeDiff
+    from .layers import find_layer, layer_name, layer_ref, open_for, select_layer
+
+    if len(args.targets) > 2:
+        raise UsageError("give at most LAYER_A LAYER_B")
+    image = open_for(args)
+    printer = DiffPrinter(sys.stdout, image.name, as_json=args.json, paint=_paint())
+
+    def side(position: int, of=image) -> dict:
+        return {"image": of.name, "layer": layer_ref(of, position)}
+
+    def title(position: int) -> str:
+        layer = image.layers[position]
+        text = f"layer {layer_name(layer, position)}"
+        return text + (f": {' '.join(layer.created_by.split())}" if layer.created_by else "")
+
+    def stack(count: int) -> PathIndex:
+        return PathIndex(image.layers[:count])
+
+    try:
+        if not args.targets:
+            below = None
+            for position in range(len(image.layers)):
+                above = stack(position + 1)
+                printer.diff(title(position), side(position - 1) if position else None,
+                             side(position), TreeDiff(below, above, mtime=args.mtime).changes())
+                below = above
+        elif len(args.targets) == 2:
+            first, second = (select_layer(image, t) for t in args.targets)
+            printer.diff(f"as of layer {first + 1} -> as of layer {second + 1}", side(first),
+                         side(second), TreeDiff(stack(first + 1), stack(second + 1),
+                                                mtime=args.mtime).changes())
+        else:
+            position = find_layer(image, args.targets[0])
+            if position is not None:
+                below = stack(position) if position else None
+                printer.diff(title(position), side(position - 1) if position else None,
+                             side(position), TreeDiff(below, stack(position + 1),
+                                                      mtime=args.mtime).changes())
+            else:
+                other = open_for(args, args.targets[0], form=None)
+                top_a, top_b = len(image.layers) - 1, len(other.layers) - 1
+                printer.diff(f"{image.name or args.image} -> {other.name or args.targets[0]}",
+                             side(top_a), side(top_b, other),
+                             TreeDiff(PathIndex(image.layers), PathIndex(other.layers),
+                                      mtime=args.mtime).changes())
+    finally:
+        printer.close()
+    return 0
 
 
 def _cmd_which(args: argparse.Namespace) -> int:

@@ -10,11 +10,16 @@ from ..layer import Layer
 from ..unpack import LayerCache
 from ..unpack.digests import short
 
+_SAME = object()
 
-def open_for(args: argparse.Namespace, spec: str | None = None) -> Image:
-    """The image named on the command line, as directory layers (tar layers unpacked once
-    into the layer cache, as ``mount`` does)."""
-    return open_image(spec or args.image, args.format, image_ref=args.image_ref,
+
+def open_for(args: argparse.Namespace, spec: str | None = None, form: object = _SAME) -> Image:
+    """The image named on the command line (or ``spec``, a second image: then ``--image``
+    does not apply to it), as directory layers: tar layers are unpacked once into the
+    layer cache, as ``mount`` does."""
+    second = spec is not None
+    return open_image(spec or args.image, args.format if form is _SAME else form,  # type: ignore[arg-type]
+                      image_ref=None if second else args.image_ref,
                       platform=args.platform, cache=LayerCache(args.cache_dir),
                       quiet=getattr(args, "quiet", False))
 

@@ -85,6 +85,7 @@ def umoci_image(work: Path) -> Path:
     shutil.rmtree(root / "etc/keep")
     (root / "etc/keep").write_text("now a file\n")
     (root / "etc/hosts").write_text("127.0.0.1 changed\n")
+    os.setxattr(root / "etc/hosts", "user.comment", b"changed")
     os.chmod(root / "bin/tool", 0o700)
     (root / "new").mkdir()
     (root / "new/file").write_text("new\n")
