@@ -57,6 +57,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     _output_arguments(diff)
     diff.set_defaults(run=_cmd_diff)
 
+    usage = commands.add_parser(
+        "usage", help="where the image's bytes go: wasted, duplicated, efficiency",
+        description="Bytes per layer, bytes shadowed or deleted by later layers (wasted), "
+                    "files duplicated across layers, the top offenders and an efficiency "
+                    "score. With --ci, exit 3 when a threshold is crossed (defaults with "
+                    "--ci: --lowest-efficiency 0.9, --highest-wasted-percent 10).")
+    usage.add_argument("image", metavar="IMAGE")
+    _image_arguments(usage)
+    usage.add_argument("--top", type=int, default=10, metavar="N",
+                       help="how many offenders and duplicates to show (default 10)")
+    usage.add_argument("--min-duplicate-size", default="1", metavar="SIZE",
+                       help="smallest file checked for duplicates (default 1 byte)")
+    usage.add_argument("--ci", action="store_true",
+                       help="check the thresholds; exit 3 when one is crossed")
+    usage.add_argument("--lowest-efficiency", type=_ratio, metavar="RATIO",
+                       help="fail below this efficiency (0..1, or a percentage like 90%%)")
+    usage.add_argument("--highest-wasted-bytes", type=_size, metavar="SIZE",
+                       help="fail above this many wasted bytes (e.g. 20M)")
+    usage.add_argument("--highest-wasted-percent", type=_percent, metavar="PERCENT",
+                       help="fail above this share of wasted bytes (0..100)")
+    _output_arguments(usage)
+    usage.set_defaults(run=_cmd_usage)
+
 
 def _paint() -> Painter:
     return Painter(colour_enabled(sys.stdout))
@@ -112,6 +135,54 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                                       mtime=args.mtime).changes())
     finally:
         printer.close()
+    return 0
+
+
+def _ratio(text: str) -> float:
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: give a ratio 0..1 or a percentage")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = float(text.rstrip("%"))
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text}: give a percentage 0..100")
+    return value
+
+
+def _size(text: str) -> int:
+    from .render import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from . import usage
+    from .layers import open_for
+
+    image = open_for(args)
+    index = PathIndex(image.layers)
+    report = usage.measure(index, top=args.top, min_duplicate_size=_size(args.min_duplicate_size))
+    rules = None
+    if args.ci:
+        given = (args.lowest_efficiency, args.highest_wasted_bytes, args.highest_wasted_percent)
+        defaults = all(value is None for value in given)
+        rules = usage.check(report,
+                            lowest_efficiency=0.9 if defaults else args.lowest_efficiency,
+                            highest_wasted_bytes=args.highest_wasted_bytes,
+                            highest_wasted_percent=10.0 if defaults
+                            else args.highest_wasted_percent)
+    if args.json:
+        print(usage.to_json(image, index, report, rules))
+    else:
+        print(usage.to_text(image, index, report, rules, _paint(), duplicates=args.top))
+    if rules is not None and not all(rule.passed for rule in rules):
+        return usage.EXIT_THRESHOLD
     return 0
 
 

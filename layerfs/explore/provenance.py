@@ -186,7 +186,10 @@ class Explainer:
             culprit, listing = listings[start]
             if name in listing.entries and name not in listing.whiteouts:
                 kind = "dir" if listing.entries[name] else self._type_at(culprit, current)
-                return Hider(culprit, "shadowed" if last else "replaced", current, kind)
+                own_is_dir = listings[-1][1].entries.get(name, False)
+                how = "shadowed" if last and not (own_is_dir and not listing.entries[name]) \
+                    else "replaced"
+                return Hider(culprit, how, current, kind)
             if listing.opaque and name not in listing.whiteouts:
                 return Hider(culprit, "opaque", reldir, self._opaque_form(culprit, reldir))
             return Hider(culprit, "whiteout", current, self._whiteout_form(culprit, reldir, name))
