@@ -49,7 +49,9 @@ def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
     if not manifests:
         raise ImageError(f"{files.where}: index.json lists no image manifests")
     wanted_platform = platform or host_platform()
-    if ref is None and len(manifests) > 1 and all("platform" in m for m in manifests):
+    one_image = len({tuple(_candidate(m).names) for m in manifests}) == 1
+    if ref is None and len(manifests) > 1 and one_image and all("platform" in m for m in manifests):
+        # index.json itself lists the platforms of one image (skopeo copy --all)
         descriptor = _pick_platform(manifests, wanted_platform, files.where, "index.json")
     else:
         candidates = [_candidate(m) for m in manifests]

@@ -6,7 +6,7 @@ import os
 import tarfile
 
 from ..errors import ImageError
-from .cache import LayerBlob
+from .cache import LayerBlob, verify_digests
 from .stream import CHUNK, LayerStream
 
 
@@ -29,6 +29,7 @@ def survey_blob(blob: LayerBlob) -> dict:
         except tarfile.TarError as exc:
             raise ImageError(f"layer {blob.label}: not a valid tar archive ({exc})") from None
         stream.drain()
+    verify_digests(blob, stream)
     return {"entries": entries, "diff_size": stream.diff_size, "diff_id": stream.diff_id,
             "blob_digest": stream.blob_digest, "blob_size": stream.blob_size,
             "compression": stream.compression}
