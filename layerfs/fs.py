@@ -21,7 +21,6 @@ import trio
 from .backing import open_for_reading
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
-from .whiteouts import backing_xattr_name, visible_xattr_name
 
 log = logging.getLogger(__name__)
 
@@ -171,18 +170,11 @@ class LayerOperations(pyfuse3.Operations):
 
     @_request
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        node = self._node(inode)
-        backing_name = backing_xattr_name(name)
-        if backing_name is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return os.getxattr(self._backing_path(node), backing_name, follow_symlinks=False)
+        return self.index.get_xattr(self._node(inode), name)
 
     @_request
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        node = self._node(inode)
-        names = os.listxattr(self._backing_path(node), follow_symlinks=False)
-        shown = (visible_xattr_name(os.fsencode(name)) for name in names)
-        return [name for name in shown if name is not None]
+        return self.index.list_xattrs(self._node(inode))
 
     # -- directories -----------------------------------------------------------
 

@@ -12,6 +12,7 @@ positions whose copies merge into it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import Iterator, Sequence
@@ -22,7 +23,8 @@ from .layer import Layer
 from .merge import merge_children
 from .metadata import parse_override_stat
 from .scan import ScannedDir, read_xattrs, scan_dir
-from .whiteouts import OVERRIDE_STAT_XATTR
+from .sidecar import Sidecar, sidecar_of
+from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
 
 
 class Node:
@@ -99,6 +101,7 @@ class PathIndex:
         self.inodes = InodeNumbers()
         self.nodes: dict[int, Node] = {}
         self._overrides = [self._layer_uses_override_stat(layer) for layer in self.layers]
+        self._sidecars: list[Sidecar | None] = [self._load_sidecar(layer) for layer in self.layers]
         self.root = self._build()
 
     # -- queries -----------------------------------------------------------
@@ -132,6 +135,28 @@ class PathIndex:
         """The layer providing ``node`` and the path of its data inside that layer."""
         return self.layers[node.layer], node.path()
 
+    def list_xattrs(self, node: Node) -> list[bytes]:
+        """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
+        layer, relpath = self.backing(node)
+        names = [visible_xattr_name(os.fsencode(name))
+                 for name in os.listxattr(layer.path_of(relpath), follow_symlinks=False)]
+        shown = [name for name in names if name is not None]
+        sidecar = self._sidecars[node.layer]
+        if sidecar is not None:
+            shown += [name for name in sidecar.xattrs_of(relpath) if name not in shown]
+        return shown
+
+    def get_xattr(self, node: Node, name: bytes) -> bytes:
+        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none."""
+        layer, relpath = self.backing(node)
+        sidecar = self._sidecars[node.layer]
+        if sidecar is not None and name in sidecar.xattrs_of(relpath):
+            return sidecar.xattrs_of(relpath)[name]
+        backing_name = backing_xattr_name(name)
+        if backing_name is None:
+            raise OSError(errno.ENODATA, "no such attribute")
+        return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
         stack = [(b"", self.root)]
@@ -153,14 +178,42 @@ class PathIndex:
         except OSError:
             return False
 
+    @staticmethod
+    def _load_sidecar(layer: Layer) -> Sidecar | None:
+        try:
+            return sidecar_of(layer)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LayerError(f"{layer.extra.get('sidecar')}: unreadable metadata of layer "
+                             f"{layer.describe()}: {exc}") from exc
+
+    def _is_implied(self, position: int, relpath: bytes) -> bool:
+        sidecar = self._sidecars[position]
+        return sidecar is not None and sidecar.is_implied(relpath)
+
     def _stat_entry(self, position: int, relpath: bytes, entry: os.DirEntry) -> os.stat_result:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
             raise LayerError.from_os_error(self.layers[position], relpath, exc) from exc
+        return self._shown_stat(position, relpath, st)
+
+    def _shown_stat(self, position: int, relpath: bytes, st: os.stat_result) -> os.stat_result:
+        """What an entry shows: its stat on disk, corrected by the layer's recorded metadata."""
         if self._overrides[position]:
             st = self._apply_override(self.layers[position].path_of(relpath), st)
+        sidecar = self._sidecars[position]
+        if sidecar is not None:
+            st = sidecar.stat_for(relpath, st)
         return st
+
+    def _metadata_layer(self, dir_layers: Sequence[int], relpath: bytes) -> int:
+        """The layer whose copy of a directory gives its metadata: the top-most one that
+        really holds it, skipping copies an unpacker only implied as parents
+        (FORMATS.md 8.5: inherit from below, as containerd and the OCI spec do)."""
+        for position in dir_layers:
+            if not self._is_implied(position, relpath):
+                return position
+        return dir_layers[0]
 
     @staticmethod
     def _apply_override(path: bytes, st: os.stat_result) -> os.stat_result:
@@ -188,18 +241,15 @@ class PathIndex:
             raise LayerError.from_os_error(layer, b"", exc) from exc
         if not stat.S_ISDIR(st.st_mode):
             raise LayerError(f"{layer.root}: layer {layer.describe()} is not a directory")
-        if self._overrides[position]:
-            st = self._apply_override(layer.root_bytes, st)
-        return st
+        return self._shown_stat(position, b"", st)
 
     def _build(self) -> Node:
         top = len(self.layers) - 1
-        for position in range(top, -1, -1):
-            root_stat = self._root_stat(position)
-            if position == top:
-                top_root_stat = root_stat
-        root = Node(ROOT_INODE, b"", None, top, top_root_stat)
-        root.layers = tuple(range(top, -1, -1))
+        all_layers = tuple(range(top, -1, -1))
+        root_stats = {position: self._root_stat(position) for position in all_layers}
+        meta = self._metadata_layer(all_layers, b"")
+        root = Node(ROOT_INODE, b"", None, meta, root_stats[meta])
+        root.layers = all_layers
         self.nodes[ROOT_INODE] = root
         hard_links: dict[tuple[int, int, int], int] = {}
         pending: list[tuple[Node, bytes]] = [(root, b"")]
@@ -214,19 +264,23 @@ class PathIndex:
             for name in sorted(merged):
                 child = merged[name]
                 child_path = relpath + b"/" + name if relpath else name
-                st = self._stat_entry(child.layer, child_path, dirents[child.layer][name])
                 if child.is_dir:
-                    node = Node(self.inodes.assign(child_path), name, directory, child.layer, st)
+                    meta = self._metadata_layer(child.dir_layers, child_path)
+                    st = self._stat_entry(meta, child_path, dirents[meta][name])
+                    node = Node(self.inodes.assign(child_path), name, directory, meta, st)
                     node.layers = child.dir_layers
                     pending.append((node, child_path))
-                elif st.st_nlink > 1:
-                    key = (child.layer, st.st_dev, st.st_ino)
-                    ino = hard_links.get(key)
-                    if ino is None:
-                        ino = hard_links[key] = self.inodes.assign(child_path)
-                    node = Node(ino, name, directory, child.layer, st)
                 else:
-                    node = Node(self.inodes.assign(child_path), name, directory, child.layer, st)
+                    st = self._stat_entry(child.layer, child_path, dirents[child.layer][name])
+                    if st.st_nlink > 1:
+                        # Names of one inode within a layer share one number.
+                        key = (child.layer, st.st_dev, st.st_ino)
+                        if key not in hard_links:
+                            hard_links[key] = self.inodes.assign(child_path)
+                        ino = hard_links[key]
+                    else:
+                        ino = self.inodes.assign(child_path)
+                    node = Node(ino, name, directory, child.layer, st)
                 children[name] = node
                 self.nodes.setdefault(node.ino, node)
         return root
@@ -238,6 +292,9 @@ class PathIndex:
         is_root = directory.parent is None
         for position in directory.layers:
             result = scan_dir(self.layers[position], relpath, is_root=is_root)
+            sidecar = self._sidecars[position]
+            if sidecar is not None:
+                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
             scanned.append((position, result))
             if result.listing.opaque:
                 break

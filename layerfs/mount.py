@@ -30,15 +30,28 @@ log = logging.getLogger(__name__)
 FUSE_DEVICE = "/dev/fuse"
 
 
+def is_stale_mount(path: str) -> bool:
+    """A FUSE mount whose daemon died ("Transport endpoint is not connected").
+
+    statfs always reaches the daemon, unlike stat, which the kernel may answer
+    from its cache."""
+    try:
+        os.statvfs(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
 def check_mountpoint(mountpoint: str) -> None:
+    if is_stale_mount(mountpoint):
+        # Nobody serves it any more, so clearing it loses nothing.
+        log.warning("%s: clearing a stale mount left by a dead daemon", mountpoint)
+        unmount(mountpoint, lazy=True)
     try:
         st = os.stat(mountpoint)
     except FileNotFoundError:
         raise MountError(f"{mountpoint}: mountpoint does not exist") from None
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise MountError(f"{mountpoint}: stale mount (its daemon died); "
-                             f"run 'layerfs umount {mountpoint}' first") from None
         raise MountError(f"{mountpoint}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise MountError(f"{mountpoint}: mountpoint is not a directory")
@@ -134,14 +147,13 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
 
 def unmount(mountpoint: str, *, lazy: bool = False) -> None:
     """Unmount a layerfs mount, also a stale one whose daemon died."""
-    stale = False
-    try:
-        os.stat(mountpoint)
-    except FileNotFoundError:
-        raise MountError(f"{mountpoint}: no such mountpoint") from None
-    except OSError as exc:
-        stale = exc.errno == errno.ENOTCONN
-        if not stale:
+    stale = is_stale_mount(mountpoint)
+    if not stale:
+        try:
+            os.stat(mountpoint)
+        except FileNotFoundError:
+            raise MountError(f"{mountpoint}: no such mountpoint") from None
+        except OSError as exc:
             raise MountError(f"{mountpoint}: {exc.strerror}") from None
     if not stale and not os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint}: not mounted")

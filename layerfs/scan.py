@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from dataclasses import dataclass
 
 from .errors import LayerError
 from .layer import Layer
 from .merge import DirListing
 from .whiteouts import (
+    OPAQUE_XATTRS,
     WHITEOUT_XATTRS,
     MarkerName,
     classify_marker,
     is_whiteout_device,
     opaque_state,
 )
-from .whiteouts import OPAQUE_XATTRS
 
 _OPAQUE_XATTR_SET = frozenset(OPAQUE_XATTRS)
 

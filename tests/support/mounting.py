@@ -1,0 +1,138 @@
+"""Mounting for tests: layerfs in a subprocess and the kernel overlay, always torn down.
+
+Each helper is a context manager that unmounts (lazily if need be) and
+stops the daemon when the block ends, whether it ended by success, a failed
+assertion or a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MOUNT_TIMEOUT = 30.0
+
+
+def layerfs_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def layerfs_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "layerfs", *args]
+
+
+def run_layerfs(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(layerfs_command(*args), env=layerfs_env(), capture_output=True,
+                          text=True, check=check, timeout=kwargs.pop("timeout", 120), **kwargs)
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1].encode().decode("unicode_escape") == target
+                   for line in mounts)
+
+
+def force_unmount(path: str | os.PathLike[str]) -> None:
+    """Detach whatever is mounted at ``path`` (no error if nothing is)."""
+    if not is_mounted(path):
+        return
+    if os.geteuid() == 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    else:
+        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True)
+
+
+def wait_for_mount(path: Path, process: subprocess.Popen | None) -> None:
+    deadline = time.monotonic() + MOUNT_TIMEOUT
+    while time.monotonic() < deadline:
+        if is_mounted(path):
+            return
+        if process is not None and process.poll() is not None:
+            err = process.stderr.read() if process.stderr else ""
+            raise RuntimeError(f"layerfs exited with {process.returncode} before mounting: {err}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} not mounted after {MOUNT_TIMEOUT}s")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def layerfs_mounted(mountpoint: Path, *args: str, user: str | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``layerfs mount -f ARGS MOUNTPOINT`` until the block ends.
+
+    ``args`` are the mount arguments before the mountpoint (an image path,
+    ``--layer`` options, ``-o`` options).
+    """
+    command = layerfs_command("mount", "-f", *args, str(mountpoint))
+    if user is not None:
+        command = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={REPO_ROOT}", *command]
+    process = subprocess.Popen(command, env=layerfs_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_mount(mountpoint, process)
+        yield process
+    finally:
+        force_unmount(mountpoint)
+        stop_process(process)
+        if process.stderr:
+            process.stderr.close()
+        if process.stdout:
+            process.stdout.close()
+
+
+def kernel_overlay_available() -> str | None:
+    """None if the kernel overlay can be mounted here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "the kernel overlay needs root"
+    with open("/proc/filesystems") as filesystems:
+        if not any(line.split()[-1] == "overlay" for line in filesystems if line.strip()):
+            return "the kernel has no overlay filesystem"
+    return None
+
+
+def _escape_lowerdir(path: str) -> str:
+    if "," in path:
+        raise ValueError(f"{path}: ',' cannot appear in a kernel overlay mount option")
+    return path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def kernel_overlay_mounted(mountpoint: Path, layers_bottom_first: Sequence[Path],
+                           extra: Sequence[str] = ()) -> Iterator[None]:
+    """Mount the kernel overlay read-only over the layers (bottom first)."""
+    layers = [str(p) for p in layers_bottom_first]
+    spare = None
+    if len(layers) < 2:
+        # Without an upper dir the kernel wants two lower dirs (FORMATS.md 8.2).
+        spare = Path(mountpoint).parent / (Path(mountpoint).name + ".empty-bottom")
+        spare.mkdir(exist_ok=True)
+        layers.insert(0, str(spare))
+    lowerdir = ":".join(_escape_lowerdir(p) for p in reversed(layers))
+    options = ",".join(["ro", f"lowerdir={lowerdir}", *extra])
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(mountpoint)],
+                   check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        force_unmount(mountpoint)
+        if spare is not None:
+            shutil.rmtree(spare, ignore_errors=True)
