@@ -162,7 +162,10 @@ class LayerCache:
                 from None
         with raw:
             stream = LayerStream(raw, blob.label, progress.advance if progress else None)
-            writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged)
+            try:
+                writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged)
+            finally:
+                stream.close()
         if progress is not None:
             progress.end_layer()
         verify_digests(blob, stream)

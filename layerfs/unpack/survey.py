@@ -19,11 +19,11 @@ def survey_blob(blob: LayerBlob) -> dict:
     except PermissionError:
         raise ImageError(f"layer {blob.label}: blob is not readable (permission denied)") from None
     with raw:
-        stream = LayerStream(raw, blob.label)
+        stream = LayerStream(raw, blob.label, background=False)
         entries = 0
         try:
             with tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape",  # type: ignore[arg-type]
-                              bufsize=CHUNK) as tar:
+                              ) as tar:
                 for _ in tar:
                     entries += 1
         except tarfile.TarError as exc:
