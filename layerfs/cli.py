@@ -12,8 +12,8 @@ import sys
 from . import __version__
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
-from .images.layerdirs import open_explicit_layers
 from .images.inspect import layer_rows, render_json, render_table
+from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .options import parse_options
@@ -39,8 +39,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     "skopeo dir:, a Docker data root or a containers-storage store "
                     "(STORE:NAME:TAG or --image picks one image), or a directory of "
                     "extracted layers (ordered by its 'layers' file, else by name); "
-                    "tar layers are unpacked once into the layer cache. Or give the layers with --layer (bottom first) "
-                    "or -o lowerdir=TOP:...:BOTTOM (the kernel overlay's order).")
+                    "tar layers are unpacked once into the layer cache. Or give the "
+                    "layers with --layer (bottom first) or -o lowerdir=TOP:...:BOTTOM "
+                    "(the kernel overlay's order).")
     mount.add_argument("image", nargs="?", metavar="IMAGE",
                        help="the image (omit it with --layer or -o lowerdir=)")
     mount.add_argument("mountpoint", metavar="MOUNTPOINT")

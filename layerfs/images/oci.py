@@ -120,7 +120,7 @@ def _plan(files: ImageFiles, manifest: dict, manifest_digest: str, name: str,
                          f"config {len(diff_ids)} DiffIDs")
     history = layer_history(config, len(diff_ids))
     layers = []
-    for position, (descriptor, diff_id) in enumerate(zip(layer_descriptors, diff_ids)):
+    for position, (descriptor, diff_id) in enumerate(zip(layer_descriptors, diff_ids, strict=True)):
         digest = str(descriptor.get("digest", ""))
         layers.append(tar_layer_source(files, blob_name(digest, files.where), position,
                                        digest, diff_id, history[position],

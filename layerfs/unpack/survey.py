@@ -7,7 +7,7 @@ import tarfile
 
 from ..errors import ImageError
 from .cache import LayerBlob, verify_digests
-from .stream import CHUNK, LayerStream
+from .stream import LayerStream
 
 
 def survey_blob(blob: LayerBlob) -> dict:

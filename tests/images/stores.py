@@ -82,7 +82,7 @@ def docker_root(root: Path, config: bytes, tars: list[bytes], name: str = "test/
                                  f"{repo}@sha256:{'a' * 64}": image_id}}}))
     diff_ids = json.loads(config)["rootfs"]["diff_ids"]
     (root / "overlay2" / "l").mkdir(parents=True)
-    for position, (tar, diff_id, chain) in enumerate(zip(tars, diff_ids, _chain_ids(diff_ids))):
+    for position, (tar, diff_id, chain) in enumerate(zip(tars, diff_ids, _chain_ids(diff_ids), strict=True)):
         layerdb = image_dir / "layerdb" / "sha256" / chain[7:]
         layerdb.mkdir(parents=True)
         cache_id = uuid.uuid4().hex + uuid.uuid4().hex
@@ -111,7 +111,7 @@ def containers_storage(root: Path, config: bytes, tars: list[bytes], *, driver: 
     diff_ids = json.loads(config)["rootfs"]["diff_ids"]
     ids = _storage_layer_ids(diff_ids)
     layers = []
-    for position, (tar, diff_id, layer_id) in enumerate(zip(tars, diff_ids, ids)):
+    for position, (tar, diff_id, layer_id) in enumerate(zip(tars, diff_ids, ids, strict=True)):
         entry = {"id": layer_id, "created": "2024-01-01T00:00:00Z",
                  "compressed-diff-digest": diff_id, "compressed-size": len(tar),
                  "diff-digest": diff_id, "diff-size": len(tar), "compression": 0}
