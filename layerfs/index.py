@@ -22,6 +22,7 @@ import os
 import stat
 from typing import Iterator, Sequence
 
+from .backing import backing_io
 from .errors import LayerError
 from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
@@ -170,8 +171,9 @@ class PathIndex:
     def list_xattrs(self, node: Node) -> list[bytes]:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
         layer, relpath = self.backing(node)
-        names = [visible_xattr_name(os.fsencode(name))
-                 for name in os.listxattr(layer.path_of(relpath), follow_symlinks=False)]
+        with backing_io(layer, relpath):
+            on_disk = os.listxattr(layer.path_of(relpath), follow_symlinks=False)
+        names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
         shown = [name for name in names if name is not None]
         sidecar = self._sidecars[node.layer]
         if sidecar is not None:
@@ -187,7 +189,13 @@ class PathIndex:
         backing_name = backing_xattr_name(name)
         if backing_name is None:
             raise OSError(errno.ENODATA, "no such attribute")
-        return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+        with backing_io(layer, relpath):
+            return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+
+    def read_link(self, node: Node) -> bytes:
+        layer, relpath = self.backing(node)
+        with backing_io(layer, relpath):
+            return os.readlink(layer.path_of(relpath))
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
