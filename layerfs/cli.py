@@ -7,6 +7,7 @@ Each subcommand parses its arguments and calls into the library; a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -197,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`layerfs inspect IMAGE | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
