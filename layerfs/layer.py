@@ -26,6 +26,11 @@ class Layer:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     """Source-specific facts (blob digest, sizes) for inspect/which."""
 
+    upper: bool = False
+    """The mount's writable upper dir: it holds only the kernel overlay's own
+    encodings (0/0 devices, overlay xattrs), so ``.wh.*`` names in it are
+    ordinary files, as the kernel shows them."""
+
     @property
     def root_bytes(self) -> bytes:
         return os.fsencode(self.root)
