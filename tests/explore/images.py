@@ -77,6 +77,13 @@ def umoci_image(work: Path) -> Path:
     os.chmod(root / "bin/tool", 0o755)
     os.symlink("tool", root / "bin/link")
     os.setxattr(root / "etc/hosts", "user.comment", b"hello")
+    if os.geteuid() == 0:
+        (root / "home/user").mkdir(parents=True)
+        (root / "home/user/file").write_text("mine\n")
+        os.chown(root / "home/user/file", 1000, 1000)
+        os.chmod(root / "bin/tool", 0o4755)
+        (root / "dev").mkdir()
+        os.mknod(root / "dev/null0", 0o666 | 0o020000, os.makedev(1, 3))
     run("umoci", "repack", "--history.created_by", "base files", "--image", f"{layout}:v1",
         bundle)
     shutil.rmtree(bundle)
