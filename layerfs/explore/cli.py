@@ -102,6 +102,35 @@ def register(commands: argparse._SubParsersAction) -> None:
     _output_arguments(compare)
     compare.set_defaults(run=_cmd_compare)
 
+    commit = commands.add_parser(
+        "commit", help="turn an overlay upper dir into an OCI layer (and a new image)",
+        description="Write UPPER (a layerfs or kernel overlay upper dir) as an OCI layer tar: "
+                    "0/0 char devices become .wh.NAME, opaque dirs get .wh..wh..opq, renamed "
+                    "dirs (redirects) are written whole from the merged view (needs the lower "
+                    "layers: --lower, or the base image of --into), xattrs go into PAX "
+                    "records, entries sorted. Compression from -o's suffix (.gz, .zst) or "
+                    "--compression. --into LAYOUT --tag NEW adds an image: the base image "
+                    "(--base, or the layout's only image) plus this layer.")
+    commit.add_argument("upper", metavar="UPPER")
+    commit.add_argument("-o", "--output", metavar="FILE", help="the layer tar to write")
+    commit.add_argument("--compression", choices=("gzip", "zstd", "none"),
+                        help="default: from the -o suffix; gzip with only --into")
+    commit.add_argument("--mtime", type=int, metavar="EPOCH",
+                        help="give every entry this mtime (reproducible layers)")
+    commit.add_argument("--lower", metavar="IMAGE",
+                        help="the image the upper dir was written over (for redirects)")
+    commit.add_argument("--into", metavar="OCI_LAYOUT", help="append a new image to this layout")
+    commit.add_argument("--tag", metavar="NEW", help="the new image's tag (with --into)")
+    commit.add_argument("--base", metavar="REF",
+                        help="the base image in the layout (default: its only image)")
+    commit.add_argument("--created-by", default="layerfs commit", metavar="TEXT",
+                        help="the history line of the new layer")
+    commit.add_argument("--created", metavar="RFC3339",
+                        help="the new image's creation time (default: now, or --mtime)")
+    _image_arguments(commit)
+    _output_arguments(commit)
+    commit.set_defaults(run=_cmd_commit)
+
 
 def _paint() -> Painter:
     return Painter(colour_enabled(sys.stdout))
@@ -157,6 +186,64 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                                       mtime=args.mtime).changes())
     finally:
         printer.close()
+    return 0
+
+
+def _cmd_commit(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from ..errors import UsageError
+    from ..layer import Layer
+    from . import commit
+    from .layers import open_for
+    from .ocilayout import Layout, rfc3339
+    from .render import human_size
+
+    if not args.output and not args.into:
+        raise UsageError("give -o FILE, --into OCI_LAYOUT --tag NEW, or both")
+    if args.into and not args.tag:
+        raise UsageError("--into needs --tag NEW")
+    if args.tag and not args.into:
+        raise UsageError("--tag needs --into OCI_LAYOUT")
+    layout = Layout(args.into) if args.into else None
+    lower_spec = args.lower or (f"{args.into}:{args.base}" if args.into and args.base
+                                else args.into)
+    upper = os.path.abspath(args.upper)
+
+    def lower() -> PathIndex:
+        assert lower_spec is not None
+        args.image = lower_spec
+        image = open_for(args)
+        return PathIndex(image.layers + [Layer(root=upper, label="upper")])
+
+    compression = args.compression or (None if args.output else "gzip")
+    target = args.output or (layout.new_blob_file() if layout else None)
+    assert target is not None
+    blob = commit.commit(upper, target, compression=compression, mtime=args.mtime,
+                         lower=lower if lower_spec else None)
+    image = None
+    if layout is not None:
+        layout.put_file(target, blob.digest, move=not args.output)
+        created = args.created or rfc3339(args.mtime)
+        image = layout.append(args.base, args.tag, blob, created_by=args.created_by,
+                              created=created)
+        image["layout"] = str(layout.path)
+    layer = {"path": args.output, "media_type": blob.media_type,
+             "compression": blob.compression, "digest": blob.digest, "diff_id": blob.diff_id,
+             "size": blob.size, "uncompressed_size": blob.uncompressed_size,
+             "entries": blob.entries, "whiteouts": blob.whiteouts,
+             "opaque_dirs": blob.opaque_dirs, "skipped": blob.skipped}
+    if args.json:
+        print(json.dumps({"layer": layer, "image": image}, indent=2))
+        return 0
+    where = args.output or f"{args.into} (blob)"
+    print(f"{where}: {blob.entries} entries ({blob.whiteouts} whiteouts, {blob.opaque_dirs} "
+          f"opaque dirs), {human_size(blob.size)} {blob.compression}")
+    print(f"  DiffID {blob.diff_id}\n  digest {blob.digest}")
+    if image is not None:
+        print(f"image {args.into}:{args.tag}: manifest {image['manifest']}, "
+              f"{image['layers']} layers")
     return 0
 
 

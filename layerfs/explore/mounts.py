@@ -74,7 +74,8 @@ def layerfs_mounted(mountpoint: Path, mount_args: Sequence[str]) -> Iterator[Pat
 @contextlib.contextmanager
 def kernel_overlay_mounted(mountpoint: Path, layers_bottom_first: Sequence[str],
                            links: Path, *, upper: str | None = None,
-                           work: str | None = None) -> Iterator[Path]:
+                           work: str | None = None, options: Sequence[str] = ()
+                           ) -> Iterator[Path]:
     """The kernel overlay over the layers (read-only unless ``upper`` is given).
 
     The layers are named through short symlinks in ``links`` (mount options hold
@@ -99,12 +100,12 @@ def kernel_overlay_mounted(mountpoint: Path, layers_bottom_first: Sequence[str],
         attempts = [f"{lowerdir}::{empty}", f"{lowerdir}:{empty}"]
     mountpoint.mkdir(parents=True, exist_ok=True)
     for lower in attempts:
-        options = [f"lowerdir={lower}"]
+        given = [f"lowerdir={lower}", *options]
         if upper is None:
-            options.insert(0, "ro")
+            given.insert(0, "ro")
         else:
-            options += [f"upperdir={upper}", f"workdir={work}"]
-        result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", ",".join(options),
+            given += [f"upperdir={upper}", f"workdir={work}"]
+        result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", ",".join(given),
                                  str(mountpoint)], capture_output=True, text=True)
         if result.returncode == 0:
             break
