@@ -33,6 +33,8 @@ from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
 
+LAYER_XATTR = b"user.layerfs.layer"
+
 
 class Node:
     """One visible entry of the merged tree."""
@@ -181,7 +183,13 @@ class PathIndex:
         return shown
 
     def get_xattr(self, node: Node, name: bytes) -> bytes:
-        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none."""
+        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none.
+
+        ``user.layerfs.layer`` names the layer providing the entry ("3 sha256:..."); it is
+        answered only when asked for by name, never listed, so copies do not carry it."""
+        if name == LAYER_XATTR:
+            provider = self.layers[node.layer]
+            return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
         layer, relpath = self.backing(node)
         sidecar = self._sidecars[node.layer]
         if sidecar is not None and name in sidecar.xattrs_of(relpath):
