@@ -89,7 +89,9 @@ def _parent_and_name(path: bytes) -> tuple[bytes, bytes]:
     return parent, name
 
 
-def _only(listing: DirListing, name: bytes) -> DirListing:
+def _only(listing: DirListing | None, name: bytes) -> DirListing:
+    if listing is None:  # the layer holds the dir elsewhere (a redirect): nothing here
+        return DirListing()
     entries = {name: listing.entries[name]} if name in listing.entries else {}
     whiteouts = {name} if name in listing.whiteouts else set()
     return DirListing(entries, whiteouts, listing.opaque)
@@ -169,14 +171,14 @@ class Explainer:
                      position: int, child: Node | None, last: bool) -> Hider | None:
         if child is not None and child.is_dir and position not in child.layers:
             # Its copy merges by name but a higher copy of the directory is opaque.
-            merged = merge_children([(p, _only(self.listing(p, reldir), name))  # type: ignore[arg-type]
+            merged = merge_children([(p, _only(self.listing(p, reldir), name))
                                      for p in parent_node.layers])
             entry = merged.get(name)
             if entry is not None and position in entry.dir_layers:
                 opaque_at = child.layers[-1]
                 return Hider(opaque_at, "opaque", current, self._opaque_form(opaque_at, current))
         above = [p for p in parent_node.layers if p >= position]  # top first, ends with position
-        listings = [(p, _only(self.listing(p, reldir), name)) for p in above]  # type: ignore[arg-type]
+        listings = [(p, _only(self.listing(p, reldir), name)) for p in above]
         for start in range(len(above) - 2, -1, -1):
             entry = merge_children(listings[start:]).get(name)
             seen = entry is not None and position in (entry.dir_layers if entry.is_dir
