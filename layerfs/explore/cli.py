@@ -24,8 +24,8 @@ def _image_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON (schema: see --help "
-                                                            "of the module docs)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON (schema: the docstring of layerfs/explore/<command>.py)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="For each PATH of the image's merged tree: the layer that provides it "
                     "(index, DiffID, chainID, created_by), the versions it shadows in lower "
                     "layers, and the whiteout or opaque dir that hides it if it is hidden. "
-                    "Works without mounting.")
+                    "Works without mounting. Exit 1 when a path is hidden or in no layer.")
     which.add_argument("image", metavar="IMAGE")
     which.add_argument("paths", nargs="+", metavar="PATH")
     _image_arguments(which)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -64,10 +65,21 @@ class Comparison:
         return dict(Counter(d.property for d in self.differences))
 
 
+def _say(message: str) -> None:
+    """Progress on stderr, for a terminal only (walking a big image takes a while)."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\x1b[K{message}" if message else "\r\x1b[K")
+        sys.stderr.flush()
+
+
 def compare_trees(layerfs_root: Path, reference_root: Path,
                   properties: Sequence[str]) -> Comparison:
-    left = treediff.snapshot(layerfs_root)
-    right = treediff.snapshot(reference_root)
+    hashing = "content" in properties
+    _say("walking the layerfs mount...")
+    left = treediff.snapshot(layerfs_root, hash_content=hashing)
+    _say(f"walking the reference ({len(left)} entries in layerfs)...")
+    right = treediff.snapshot(reference_root, hash_content=hashing)
+    _say("")
     return Comparison(treediff.diff(left, right, properties), len(left), len(right))
 
 
@@ -77,6 +89,7 @@ def run(index: PathIndex, mount_args: list[str], against: str, *,
     try:
         with layerfs_mounted(work / "layerfs", mount_args) as ours:
             if against == "kernel":
+                _say("preparing overlay-native layers...")
                 lowers = native_layers(index, work)
                 with kernel_overlay_mounted(work / "kernel", lowers, work / "l") as theirs:
                     return compare_trees(ours, theirs, properties)

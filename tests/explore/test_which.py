@@ -89,3 +89,23 @@ def test_umoci_image(umoci_layout: Path, cache_dir: Path) -> None:
         "marker": paths["/data/dir1/a"]["hidden_by"]["marker"]}
     assert paths["/new/file"]["visible"]
     assert os.path.isdir(cache_dir)
+
+
+@pytest.mark.usefixtures("needs_root")
+def test_unprivileged_unpack_shows_recorded_metadata(umoci_layout: Path, tmp_path: Path) -> None:
+    """Layers unpacked without privileges keep owners and devices in their sidecar;
+    which/diff/usage show what the image holds, as the mount does."""
+    from layerfs.images import open_image
+    from layerfs.unpack import LayerCache
+
+    cache = tmp_path / "user-cache"
+    open_image(f"{umoci_layout}:v3", cache=LayerCache(cache, privileged=False), quiet=True)
+    doc = _paths(layerfs_json("which", f"{umoci_layout}:v3", "--cache-dir", str(cache),
+                              "/home/user/file", "/dev/null0", "/bin/tool"))
+    assert (doc["/home/user/file"]["versions"][0]["uid"],
+            doc["/home/user/file"]["versions"][0]["gid"]) == (1000, 1000)
+    assert doc["/dev/null0"]["type"] == "char"
+    assert doc["/bin/tool"]["versions"][1]["mode"] == "4755"
+    changes = layerfs_json("diff", f"{umoci_layout}:v3", "2", "--cache-dir", str(cache))
+    tool = [c for c in changes["diffs"][0]["changes"] if c["path"] == "/bin/tool"][0]
+    assert tool["before"]["mode"] == "4755" and tool["after"]["mode"] == "0700"
