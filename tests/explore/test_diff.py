@@ -98,3 +98,32 @@ def test_unknown_layer_is_a_usage_error(stack_image: Path) -> None:
     result = run_layerfs("diff", str(stack_image), "7", "1")
     assert result.returncode == 2
     assert "layer 7" in result.stderr
+
+
+def test_colour_only_on_a_terminal(stack_image: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.support.mounting import layerfs_env
+
+    leader, follower = pty.openpty()
+    env = layerfs_env()
+    env.pop("NO_COLOR", None)
+    env["TERM"] = "xterm"
+    process = subprocess.Popen([sys.executable, "-m", "layerfs", "diff", str(stack_image), "2"],
+                               stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=60)
+    os.close(leader)
+    assert b"\x1b[" in output and b"/gone" in output
