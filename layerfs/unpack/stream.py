@@ -55,6 +55,7 @@ _DECODERS: dict[str, Callable[[], object]] = {
     "gzip": _gzip_decoder, "zstd": _zstd_decoder, "none": _Passthrough,
 }
 _MAGIC = {"gzip": GZIP_MAGIC, "zstd": ZSTD_MAGIC}
+_ZSTD_SKIPPABLE_TAIL = b"\x2a\x4d\x18"
 
 
 class LayerStream:
@@ -80,6 +81,7 @@ class LayerStream:
         self._decoder = _DECODERS[self.compression]()
         self._member_open = False
         self._members = 0
+        self._pending = b""
         self._feed(head)
 
     # -- results -------------------------------------------------------------
@@ -143,11 +145,24 @@ class LayerStream:
             return
         self._feed(chunk)
 
+    def _starts_member(self, data: bytes) -> bool:
+        """A gzip member or zstd frame starts here; zstd skippable frames (magic
+        0x184D2A5?, e.g. zstd:chunked's table of contents) count, as the decoder skips them."""
+        if data.startswith(_MAGIC[self.compression]):
+            return True
+        return self.compression == "zstd" and data[1:4] == _ZSTD_SKIPPABLE_TAIL \
+            and data[0] & 0xF0 == 0x50
+
     def _feed(self, data: bytes) -> None:
         compressed = self.compression != "none"
+        if self._pending:
+            data, self._pending = self._pending + data, b""
         while data:
             if compressed and not self._member_open:
-                if self._members and not data.startswith(_MAGIC[self.compression]):
+                if len(data) < len(_MAGIC[self.compression]) and data.strip(b"\0"):
+                    self._pending = data  # a magic number split between two reads
+                    return
+                if self._members and not self._starts_member(data):
                     if data.strip(b"\0"):
                         raise ImageError(f"layer {self.label}: garbage after the "
                                          f"{self.compression} data")
@@ -173,5 +188,7 @@ class LayerStream:
             data = self._decoder.unused_data
 
     def _finish_decoder(self) -> None:
+        if self._pending:
+            raise ImageError(f"layer {self.label}: garbage after the {self.compression} data")
         if self._member_open:
             raise ImageError(f"layer {self.label}: {self.compression} data is truncated")
