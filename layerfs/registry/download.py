@@ -27,7 +27,7 @@ from typing import Callable
 from ..unpack.digests import parse_digest
 from .client import RegistryClient
 from .errors import RegistryError, TransientError
-from .http import Response, describe_failure, is_transient
+from .http import Response, attempts, describe_failure, is_transient
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -172,7 +172,7 @@ class BlobDownload:
             failures += 1
             if failures > http.retry.retries:
                 raise TransientError(f"{self.what}: {failure} at byte {self._offset} of "
-                                     f"{self.size} (gave up after {failures} attempts; "
+                                     f"{self.size} (gave up after {attempts(failures)}; "
                                      "pull again to resume)")
             http.sleep(http.retry.delay(failures))
 

@@ -65,6 +65,10 @@ _TRANSIENT_ERRNOS = frozenset({
      "ENETUNREACH", "ENETDOWN")})
 
 
+def attempts(count: int) -> str:
+    return f"{count} attempt" + ("s" if count != 1 else "")
+
+
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, http.client.IncompleteRead):
         return "connection closed before the end of the response"
@@ -177,7 +181,7 @@ class HttpClient:
                 response.close()
             attempt += 1
             if attempt > self.retry.retries:
-                raise TransientError(f"{what}: {failure} (gave up after {attempt} attempts)")
+                raise TransientError(f"{what}: {failure} (gave up after {attempts(attempt)})")
             self.sleep(self.retry.delay(attempt, retry_after))
 
     def sleep(self, seconds: float) -> None:

@@ -354,8 +354,7 @@ class FaultProxy:
                         data = response.read(chunk)
                     except (OSError, http.client.HTTPException):
                         data = None
-                    if data is None or (not data and not response.isclosed()
-                                        and response.length):
+                    if data is None or (not data and response.length):
                         self.close_connection = True  # upstream died: cut the client off
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
