@@ -195,30 +195,38 @@ class Challenge:
     params: dict[str, str]
 
 
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+_SCHEME = re.compile(r"\s*,?\s*([A-Za-z][\w!#$%&'*+.^`|~-]*)(?:\s+|$)")
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
+_TOKEN68 = re.compile(r"\s*[A-Za-z0-9._~+/-]+=*\s*(?:,|$)")
 
 
 def parse_challenge(header: str) -> Challenge | None:
-    """The first Basic or Bearer challenge of a ``WWW-Authenticate`` value."""
+    """The first Basic or Bearer challenge of a ``WWW-Authenticate`` value (RFC 7235:
+    challenges are a scheme and either auth-params or a token68, comma separated)."""
     text = header.strip()
-    while text:
-        scheme, _, rest = text.partition(" ")
+    position = 0
+    while position < len(text):
+        scheme = _SCHEME.match(text, position)
+        if not scheme:
+            return None
+        position = scheme.end()
         params: dict[str, str] = {}
-        position = 0
-        while position < len(rest):
-            match = _PARAM.match(rest, position)
-            if not match or match.end() == position:
-                break
-            value = match.group(2)
-            if value.startswith('"'):
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            params[match.group(1).lower()] = value
-            position = match.end()
-        if scheme.lower() in ("basic", "bearer"):
-            return Challenge(scheme.lower(), params)
-        text = rest[position:].strip()
-        if not rest or position == 0:
+        while position < len(text):
+            param = _PARAM.match(text, position)
+            if param:
+                value = param.group(2)
+                if value.startswith('"'):
+                    value = re.sub(r"\\(.)", r"\1", value[1:-1])
+                params[param.group(1).lower()] = value
+                position = param.end()
+                continue
+            token = _TOKEN68.match(text, position)
+            if token and not params:
+                position = token.end()
+                continue
             break
+        if scheme.group(1).lower() in ("basic", "bearer"):
+            return Challenge(scheme.group(1).lower(), params)
     return None
 
 

@@ -147,6 +147,8 @@ class TokenServer:
                              check=True, capture_output=True).stdout
         self.x5c = base64.b64encode(der).decode()
         self.requests: list[dict] = []
+        self.refresh_tokens: dict[str, str] = {}
+        """Identity (refresh) token -> user, for the OAuth2 POST flow."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -204,6 +206,19 @@ class TokenServer:
                                        "actions": [a for a in actions.split(",") if a]})
                 token = server.token(user or "", access)
                 self._answer(200, {"token": token, "expires_in": 300})
+
+            def do_POST(self) -> None:  # OAuth2 refresh-token grant (identity tokens)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                user = server.refresh_tokens.get((form.get("refresh_token") or [""])[0])
+                if form.get("grant_type") != ["refresh_token"] or user is None:
+                    return self._answer(401, {"details": "bad refresh token"})
+                scopes = (form.get("scope") or [""])[0].split()
+                server.requests.append({"user": user, "scope": scopes, "grant": "refresh"})
+                access = [{"type": "repository", "name": scope.split(":")[1],
+                           "actions": scope.split(":")[2].split(",")} for scope in scopes]
+                self._answer(200, {"access_token": server.token(user, access),
+                                   "expires_in": 300})
 
             def _answer(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
