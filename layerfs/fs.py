@@ -21,6 +21,7 @@ import trio
 from .backing import open_for_reading
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
+from .layer import CONTENT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,9 @@ class LayerOperations(pyfuse3.Operations):
         node = self._node(inode)
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise pyfuse3.FUSEError(errno.EROFS)
+        content = self.index.layers[node.layer].extra.get(CONTENT_KEY)
+        if content is not None:  # a lazily fetched layer: the data arrives on first open
+            await trio.to_thread.run_sync(content.ensure, node.path())
         layer_fd = self._layer_fds[node.layer]
         fd = await trio.to_thread.run_sync(open_for_reading, layer_fd, node.path())
         return pyfuse3.FileInfo(fh=fd, keep_cache=True)

@@ -11,6 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 
+CONTENT_KEY = "content"
+"""Key in ``Layer.extra`` of a layer whose file data arrives on demand (a lazily
+fetched registry layer): an object whose ``ensure(relpath)`` makes the data of the
+regular file ``relpath`` present in the layer dir before it is opened. It blocks,
+so it is called from a worker thread. The layer's metadata is complete from the start."""
+
+
 @dataclass(frozen=True)
 class Layer:
     root: str

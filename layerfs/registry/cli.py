@@ -34,10 +34,14 @@ def register(commands: "argparse._SubParsersAction") -> None:
     parser.set_defaults(run=_cmd_pull)
     mount = commands.choices.get("mount")
     if mount is not None:
-        add_remote_arguments(mount)
+        group = add_remote_arguments(mount)
+        group.add_argument("--lazy", action="store_true",
+                           help="mount once the tables of contents are fetched and fetch "
+                                "file data on first open (zstd:chunked and uncompressed "
+                                "layers; other layers are pulled whole first)")
 
 
-def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+def add_remote_arguments(parser: argparse.ArgumentParser) -> "argparse._ArgumentGroup":
     group = parser.add_argument_group("registry images (docker://REGISTRY/REPO:TAG)")
     group.add_argument("--insecure", action="store_true",
                        help="do not verify the registry's TLS certificate, and use plain "
@@ -51,6 +55,7 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--retries", type=int, default=RemoteOptions.retries, metavar="N",
                        help="retries of a failed request, with backoff "
                             f"(default {RemoteOptions.retries})")
+    return group
 
 
 def remote_options(args: argparse.Namespace) -> RemoteOptions:

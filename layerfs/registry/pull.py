@@ -118,7 +118,7 @@ def pull(spec: str | Reference, options: RemoteOptions, cache: LayerCache, *,
     writer = LayoutWriter(layout) if layout else None
     if writer is not None:
         writer.write_blob(str(image.config_descriptor["digest"]), image.config_data)
-    fetcher = _LayerFetcher(image, client, cache, writer, PullProgress(quiet=quiet))
+    fetcher = LayerFetcher(image, client, cache, writer, PullProgress(quiet=quiet))
     layers = fetcher.run(max(1, options.jobs), cancel)
     if writer is not None:
         writer.add_manifest(image.manifest, ref.tag)
@@ -128,7 +128,7 @@ def pull(spec: str | Reference, options: RemoteOptions, cache: LayerCache, *,
                       image, [row.state for row in fetcher.rows])
 
 
-class _LayerFetcher:
+class LayerFetcher:
     def __init__(self, image: RemoteImage, client: RegistryClient, cache: LayerCache,
                  layout: LayoutWriter | None, progress: PullProgress) -> None:
         self.image = image
