@@ -17,6 +17,10 @@ system-packages:
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# The tests start docker-registry themselves, on loopback: not as a system service.
+	@if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then \
+	    $(SUDO) systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
