@@ -7,15 +7,17 @@ Each subcommand parses its arguments and calls into the library; a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
-from .images.layerdirs import open_explicit_layers
 from .images.inspect import layer_rows, render_json, render_table
+from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
+from .upper import open_writable
 from .options import parse_options
 from .registry.cli import register as register_registry
 from .registry.cli import remote_options
@@ -35,21 +37,30 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     mount = commands.add_parser(
-        "mount", help="mount an image's layers read-only",
-        description="Mount an image's layers, bottom to top, as one read-only tree. "
+        "mount", help="mount an image's layers (read-only, or writable with --upper)",
+        description="Mount an image's layers, bottom to top, as one tree: read-only, or "
+                    "writable with an upper dir in the kernel overlay's format (--upper). "
                     "IMAGE is an OCI layout (dir or oci-archive), a docker save archive, a "
                     "skopeo dir:, a Docker data root or a containers-storage store "
                     "(STORE:NAME:TAG or --image picks one image), or a directory of "
                     "extracted layers (ordered by its 'layers' file, else by name); "
-                    "tar layers are unpacked once into the layer cache. Or give the layers with --layer (bottom first) "
-                    "or -o lowerdir=TOP:...:BOTTOM (the kernel overlay's order).")
+                    "tar layers are unpacked once into the layer cache. Or give the "
+                    "layers with --layer (bottom first) or -o lowerdir=TOP:...:BOTTOM "
+                    "(the kernel overlay's order).")
     mount.add_argument("image", nargs="?", metavar="IMAGE",
                        help="the image (omit it with --layer or -o lowerdir=)")
     mount.add_argument("mountpoint", metavar="MOUNTPOINT")
     mount.add_argument("--layer", action="append", default=[], metavar="DIR",
                        help="a layer directory; repeat, bottom first")
+    mount.add_argument("--upper", metavar="DIR",
+                       help="a writable upper dir on top (the kernel overlay's upperdir): "
+                            "without it the mount is read-only")
+    mount.add_argument("--work", metavar="DIR",
+                       help="the work dir for --upper, on the same filesystem "
+                            "(default: .NAME.work beside the upper dir)")
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
+                            "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, "
                             "allow_other; generic mount options (ro, nodev, ...) are accepted")
     _add_image_arguments(mount)
     mount.add_argument("--quiet", "-q", action="store_true",
@@ -110,8 +121,6 @@ def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
     options = parse_options(args.options)
-    if options.upperdir or options.workdir:
-        raise UsageError("-o upperdir=/workdir=: a writable upper dir is not supported yet")
     explicit = args.layer or options.lowerdirs
     if args.layer and options.lowerdirs:
         raise UsageError("give layers either with --layer or with -o lowerdir=, not both")
@@ -130,9 +139,26 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
 def _cmd_mount(args: argparse.Namespace) -> int:
     image, mountpoint = _image_for_mount(args)
     options = parse_options(args.options)
-    index = PathIndex(image.layers)
+    upperdir = args.upper or options.upperdir
+    workdir = args.work or options.workdir
+    if args.upper and options.upperdir or args.work and options.workdir:
+        raise UsageError("give the upper dir either with --upper/--work or with -o "
+                         "upperdir=/workdir=, not both")
+    if workdir and not upperdir:
+        raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
+    upper = None
+    if upperdir:
+        if options.upperdir and not options.workdir:
+            raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
+        index, upper = open_writable(image.layers, upperdir, workdir,
+                                     userxattr=True if options.userxattr else None,
+                                     redirect_dir=options.redirect_dir,
+                                     volatile=options.volatile,
+                                     read_only=options.read_only)
+    else:
+        index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log)
+          debug=args.debug, log_file=args.log, upper=upper)
     return 0
 
 
@@ -175,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`layerfs inspect IMAGE | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,27 +1,34 @@
 """The FUSE operations: a thin translation between kernel requests and the index.
 
 Attributes, lookups and listings come from :class:`~layerfs.index.PathIndex`;
-file data and xattrs are read from the backing layer. No merge logic lives
-here. Every handler runs inside :func:`_request`, which maps exceptions to
-errno in one place (unexpected ones to EIO with a logged traceback).
+file data and xattrs are read from the backing layer. Write requests go to
+:class:`~layerfs.upper.Upper` when the mount has an upper dir (EROFS
+without). No merge or copy-up logic lives here: handlers resolve inodes and
+handles, call in, and tell the kernel what changed. Every handler runs
+inside :func:`_request`, which maps exceptions to errno in one place
+(unexpected ones to EIO with a logged traceback).
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import logging
 import os
 import stat
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import pyfuse3
 import trio
 
-from .backing import open_for_reading
+from .backing import backing_io, open_for_reading
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
-from .layer import CONTENT_KEY
+from .upper import Caller, Upper
+from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +68,49 @@ def _is_ctx(value: object) -> bool:
     return isinstance(value, pyfuse3.RequestContext)
 
 
-def _read_only(name: str) -> Callable[..., Awaitable[Any]]:
-    async def handler(self: "LayerOperations", *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
+@dataclass(slots=True)
+class OpenFile:
+    """An open file: the node, a descriptor of its backing file, and the layer
+    that descriptor reads (a reader follows its file when it is copied up)."""
 
-    handler.__name__ = name
-    return _request(handler)
+    node: Node
+    fd: int
+    layer: int
+    writable: bool
+
+
+@dataclass(slots=True)
+class OpenDir:
+    node: Node
+    names: list[bytes]
+    """The listing as it was at the last rewind: offsets index into it."""
+
+
+def _caller(ctx: pyfuse3.RequestContext) -> Caller:
+    return Caller(ctx.uid, ctx.gid)
 
 
 class LayerOperations(pyfuse3.Operations):
-    """Read-only FUSE view of a :class:`PathIndex`."""
+    """FUSE view of a :class:`PathIndex`, writable through an :class:`Upper`."""
 
     supports_dot_lookup = True
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, index: PathIndex, *, debug: bool = False) -> None:
+    def __init__(self, index: PathIndex, *, debug: bool = False,
+                 upper: Upper | None = None) -> None:
         super().__init__()
         self.index = index
         self.debug = debug
+        self.upper = upper
         self._layer_fds: list[int] = []
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, OpenDir] = {}
+        self._handle_numbers = itertools.count(1)
+        self._lookups: Counter[int] = Counter()
+        self._stale: set[int] = set()
+        """Upper inodes written since their attributes were last read."""
+        self._write_lock: trio.Lock | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -103,9 +133,30 @@ class LayerOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
-    def _backing_path(self, node: Node) -> bytes:
-        layer, relpath = self.index.backing(node)
-        return layer.path_of(relpath)
+    def _remember(self, node: Node) -> None:
+        """The kernel now holds one more reference to ``node`` (lookup count)."""
+        if self.upper is not None:
+            self._lookups[node.ino] += 1
+
+    def _fresh(self, node: Node, *, always: bool = False) -> Node:
+        """``node`` with up-to-date attributes: an upper file may have been written."""
+        if self.upper is None or not self.index.is_upper(node):
+            return node
+        if not always and node.ino not in self._stale:
+            return node
+        self._stale.discard(node.ino)
+        if self.index.is_attached(node):
+            self.upper.refresh(node)
+        else:
+            for handle in self._files.values():
+                if handle.node.ino == node.ino and handle.layer == self.index.upper:
+                    self.index.set_stat(node, os.fstat(handle.fd))
+                    break
+        return node
+
+    def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
+        self._remember(node)
+        return self._attributes(node)
 
     @staticmethod
     def _attributes(node: Node) -> pyfuse3.EntryAttributes:
@@ -141,21 +192,32 @@ class LayerOperations(pyfuse3.Operations):
             node = self.index.lookup(parent, name)
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attributes(node)
+        return self._entry(self._fresh(node))
 
     @_request
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attributes(self._node(inode))
+        return self._attributes(self._fresh(self._node(inode), always=True))
 
     @_request
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         node = self._node(inode)
         if not stat.S_ISLNK(node.mode):
             raise pyfuse3.FUSEError(errno.EINVAL)
-        return os.readlink(self._backing_path(node))
+        return self.index.read_link(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
-        # Nodes live as long as the mount; nothing to free.
+        # Nodes with a name live as long as the mount; a removed one goes when
+        # the kernel forgets it.
+        if self.upper is None:
+            return None
+        for inode, count in inode_list:
+            left = self._lookups[inode] - count
+            if left > 0:
+                self._lookups[inode] = left
+                continue
+            self._lookups.pop(inode, None)
+            self._stale.discard(inode)
+            self.index.forget(inode)
         return None
 
     @_request
@@ -184,12 +246,18 @@ class LayerOperations(pyfuse3.Operations):
         node = self._node(inode)
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        return inode
+        fh = next(self._handle_numbers)
+        self._dirs[fh] = OpenDir(node, node.listing())
+        return fh
 
     @_request
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        node = self._node(fh)
+        opened = self._dirs[fh]
+        node = opened.node
         assert node.children is not None
+        if start_id == 0:
+            # A rewind sees the changes made since (as the kernel overlay does).
+            opened.names = node.listing()
         if start_id < 1:
             if not pyfuse3.readdir_reply(token, b".", self._attributes(node), 1):
                 return
@@ -197,39 +265,82 @@ class LayerOperations(pyfuse3.Operations):
             parent = node.parent or node
             if not pyfuse3.readdir_reply(token, b"..", self._attributes(parent), 2):
                 return
-        names = node.listing()
+        names = opened.names
         first = max(start_id - _FIRST_CHILD_OFFSET + 1, 0)
         for position in range(first, len(names)):
-            child = node.children[names[position]]
+            child = node.children.get(names[position])
+            if child is None:
+                continue  # removed since the listing was taken
             next_id = position + _FIRST_CHILD_OFFSET
-            if not pyfuse3.readdir_reply(token, child.name, self._attributes(child), next_id):
+            attributes = self._attributes(self._fresh(child))
+            if not pyfuse3.readdir_reply(token, child.name, attributes, next_id):
                 return
+            self._remember(child)
 
     @_request
     async def releasedir(self, fh: int) -> None:
-        return None
+        self._dirs.pop(fh, None)
+
+    @_request
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        opened = self._dirs.get(fh)
+        if self.upper is None or opened is None or not self.index.is_upper(opened.node):
+            return None
+        upper, node = self.upper, opened.node
+        if self.index.is_attached(node):
+            await trio.to_thread.run_sync(
+                lambda: upper.disk.fsync_path(node.path(), datasync=datasync))
 
     # -- files -----------------------------------------------------------------
+
+    def _open_backing(self, node: Node) -> tuple[int, int]:
+        """A read-only descriptor of ``node``'s backing file, and its layer."""
+        layer, relpath = self.index.backing(node)
+        layer.ensure_content(relpath)
+        with backing_io(layer, relpath):
+            return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
 
     @_request
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._node(inode)
-        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            raise pyfuse3.FUSEError(errno.EROFS)
-        content = self.index.layers[node.layer].extra.get(CONTENT_KEY)
-        if content is not None:  # a lazily fetched layer: the data arrives on first open
-            await trio.to_thread.run_sync(content.ensure, node.path())
-        layer_fd = self._layer_fds[node.layer]
-        fd = await trio.to_thread.run_sync(open_for_reading, layer_fd, node.path())
-        return pyfuse3.FileInfo(fh=fd, keep_cache=True)
+        writing = Upper.opens_for_write(flags)
+        if writing:
+            upper = self._writable()
+            fd = await self._change(upper.open_for_write, node, flags,
+                                    slow=not flags & os.O_TRUNC and upper.needs_data_copy(node))
+            if flags & os.O_TRUNC:
+                self._stale.add(node.ino)
+            layer = node.layer
+        else:
+            fd, layer = await trio.to_thread.run_sync(self._open_backing, node)
+        fh = next(self._handle_numbers)
+        self._files[fh] = OpenFile(node, fd, layer, writing)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @_request
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await trio.to_thread.run_sync(os.pread, fh, size, off)
+        handle = self._files[fh]
+        if handle.layer != handle.node.layer and self.index.is_attached(handle.node):
+            # Copied up since it was opened: read the new file, as the kernel does.
+            fd, layer = await trio.to_thread.run_sync(self._open_backing, handle.node)
+            os.close(handle.fd)
+            handle.fd, handle.layer = fd, layer
+        return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+
+    @_request
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._files[fh]
+        if not handle.writable:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        written = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
+        self._stale.add(handle.node.ino)
+        return written
 
     @_request
     async def release(self, fh: int) -> None:
-        os.close(fh)
+        handle = self._files.pop(fh, None)
+        if handle is not None:
+            os.close(handle.fd)
 
     @_request
     async def flush(self, fh: int) -> None:
@@ -237,19 +348,138 @@ class LayerOperations(pyfuse3.Operations):
 
     @_request
     async def fsync(self, fh: int, datasync: bool) -> None:
-        return None
+        handle = self._files[fh]
+        if not handle.writable or self.upper is None or not self.upper.disk.fsync_enabled:
+            return None
+        await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, handle.fd)
 
-    # -- writes: none without an upper dir -------------------------------------
+    # -- writes: through the upper dir, EROFS without one --------------------------
 
-    setattr = _read_only("setattr")
-    mknod = _read_only("mknod")
-    mkdir = _read_only("mkdir")
-    unlink = _read_only("unlink")
-    rmdir = _read_only("rmdir")
-    symlink = _read_only("symlink")
-    rename = _read_only("rename")
-    link = _read_only("link")
-    write = _read_only("write")
-    create = _read_only("create")
-    setxattr = _read_only("setxattr")
-    removexattr = _read_only("removexattr")
+    def _writable(self) -> Upper:
+        if self.upper is None:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        return self.upper
+
+    async def _change(self, operation: Callable[..., Any], *args: Any, slow: bool = False) -> Any:
+        """Run one change of the tree, one at a time; a slow one (copying file
+        data) in a worker thread. Then tell the kernel about side effects."""
+        if self._write_lock is None:
+            self._write_lock = trio.Lock()
+        upper = self._writable()
+        async with self._write_lock:
+            try:
+                if slow:
+                    return await trio.to_thread.run_sync(operation, *args)
+                return operation(*args)
+            finally:
+                touched, upper.touched = upper.touched, set()
+                for inode in touched:
+                    self._stale.discard(inode)
+                    try:
+                        pyfuse3.invalidate_inode(inode, attr_only=True)
+                    except OSError:
+                        pass  # not in the kernel's cache: nothing to invalidate
+
+    @_request
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        upper = self._writable()
+        parent = self._node(parent_inode)
+        node, fd = await self._change(upper.create, parent, name, mode, _caller(ctx), flags)
+        fh = next(self._handle_numbers)
+        self._files[fh] = OpenFile(node, fd, node.layer, True)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._entry(node)
+
+    @_request
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        upper = self._writable()
+        node = await self._change(upper.mkdir, self._node(parent_inode), name, mode,
+                                  _caller(ctx))
+        return self._entry(node)
+
+    @_request
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        upper = self._writable()
+        node = await self._change(upper.mknod, self._node(parent_inode), name, mode, rdev,
+                                  _caller(ctx))
+        return self._entry(node)
+
+    @_request
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        upper = self._writable()
+        node = await self._change(upper.symlink, self._node(parent_inode), name, target,
+                                  _caller(ctx))
+        return self._entry(node)
+
+    @_request
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        upper = self._writable()
+        node = self._node(inode)
+        alias = await self._change(upper.link, node, self._node(new_parent_inode), new_name,
+                                   slow=upper.needs_data_copy(node))
+        return self._entry(alias)
+
+    @_request
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        upper = self._writable()
+        await self._change(upper.unlink, self._node(parent_inode), name)
+
+    @_request
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        upper = self._writable()
+        await self._change(upper.rmdir, self._node(parent_inode), name)
+
+    @_request
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        upper = self._writable()
+        old_parent = self._node(parent_inode_old)
+        moving = self.index.lookup(old_parent, name_old)
+        slow = moving is not None and upper.needs_data_copy(moving)
+        ours = (RENAME_NOREPLACE if flags & pyfuse3.RENAME_NOREPLACE else 0) | \
+            (RENAME_EXCHANGE if flags & pyfuse3.RENAME_EXCHANGE else 0)
+        if flags & ~(pyfuse3.RENAME_NOREPLACE | pyfuse3.RENAME_EXCHANGE):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        await self._change(upper.rename, old_parent, name_old, self._node(parent_inode_new),
+                           name_new, ours, slow=slow)
+
+    @_request
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        upper = self._writable()
+        node = self._node(inode)
+        handle = self._files.get(fh) if fh is not None else None
+        fd = handle.fd if handle is not None and handle.writable else None
+        if fd is None and not self.index.is_attached(node):
+            fd = next((h.fd for h in self._files.values()
+                       if h.node.ino == node.ino and h.layer == self.index.upper), None)
+        changes = {
+            "mode": attr.st_mode if fields.update_mode else None,
+            "uid": attr.st_uid if fields.update_uid else None,
+            "gid": attr.st_gid if fields.update_gid else None,
+            "size": attr.st_size if fields.update_size else None,
+            "atime_ns": attr.st_atime_ns if fields.update_atime else None,
+            "mtime_ns": attr.st_mtime_ns if fields.update_mtime else None,
+        }
+        slow = fields.update_size and attr.st_size != 0 and upper.needs_data_copy(node)
+        await self._change(functools.partial(upper.setattr, node, fd=fd, **changes), slow=slow)
+        self._stale.discard(node.ino)
+        return self._attributes(node)
+
+    @_request
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        upper = self._writable()
+        node = self._node(inode)
+        await self._change(upper.setxattr, node, name, value, slow=upper.needs_data_copy(node))
+
+    @_request
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        upper = self._writable()
+        node = self._node(inode)
+        await self._change(upper.removexattr, node, name, slow=upper.needs_data_copy(node))

@@ -8,6 +8,11 @@ are answered from memory, O(1) in the number of layers.
 A :class:`Node` holds the attributes of the entry that won (the top-most
 layer's), the layer position that provides it, and for a directory the layer
 positions whose copies merge into it.
+
+With a writable upper dir (the top layer, ``Layer.upper``) the index also
+changes while mounted: :mod:`layerfs.upper` decides each change and records
+it here (nodes added, removed, moved, copied up), so the index always equals
+what a fresh scan of the layers would give.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import os
 import stat
 from typing import Iterator, Sequence
 
+from .backing import backing_io
 from .errors import LayerError
 from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
-from .merge import merge_children
+from .merge import MergedChild, merge_children
 from .metadata import parse_override_stat
-from .scan import ScannedDir, read_xattrs, scan_dir
+from .redirects import redirected_stack
+from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
 
@@ -31,7 +38,7 @@ class Node:
     """One visible entry of the merged tree."""
 
     __slots__ = (
-        "ino", "name", "parent", "layer", "layers", "children", "sorted_names",
+        "ino", "name", "parent", "layer", "layers", "children", "sorted_names", "paths",
         "mode", "uid", "gid", "size", "blocks", "nlink", "rdev",
         "atime_ns", "mtime_ns", "ctime_ns",
     )
@@ -45,6 +52,9 @@ class Node:
         self.layers: tuple[int, ...] = (layer,)
         self.children: dict[bytes, Node] | None = {} if stat.S_ISDIR(st.st_mode) else None
         self.sorted_names: list[bytes] | None = None
+        self.paths: dict[int, bytes] | None = None
+        """Where a redirected dir lives in the layers below (position -> path),
+        where that differs from its parent's path there plus its name."""
         self.set_stat(st)
 
     def set_stat(self, st: os.stat_result) -> None:
@@ -101,6 +111,14 @@ class PathIndex:
         self.inodes = InodeNumbers()
         self.nodes: dict[int, Node] = {}
         self._overrides = [self._layer_uses_override_stat(layer) for layer in self.layers]
+        self.upper: int | None = len(self.layers) - 1 if self.layers[-1].upper else None
+        """Position of the writable upper layer, if there is one (always the top)."""
+        self.links: dict[int, list[Node]] = {}
+        """Every name of each inode that has several (hard links), primary first."""
+        self.orphans: set[int] = set()
+        """Inodes whose last name was removed; kept while the kernel knows them."""
+        self._lower_children: dict[int, dict[bytes, MergedChild]] = {}
+        self._redirected = False
         self._sidecars: list[Sidecar | None] = [self._load_sidecar(layer) for layer in self.layers]
         self.root = self._build()
 
@@ -133,13 +151,29 @@ class PathIndex:
 
     def backing(self, node: Node) -> tuple[Layer, bytes]:
         """The layer providing ``node`` and the path of its data inside that layer."""
-        return self.layers[node.layer], node.path()
+        return self.layers[node.layer], self.relpath_in(node, node.layer)
+
+    def relpath_in(self, node: Node, position: int) -> bytes:
+        """The path of ``node`` inside layer ``position`` (which differs from its
+        merged path below a renamed dir: overlay's redirects)."""
+        if not self._redirected:
+            return node.path()
+        parts = []
+        current: Node | None = node
+        while current is not None and current.parent is not None:
+            if current.paths is not None and position in current.paths:
+                parts.append(current.paths[position])
+                break
+            parts.append(current.name)
+            current = current.parent
+        return b"/".join(reversed(parts))
 
     def list_xattrs(self, node: Node) -> list[bytes]:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
         layer, relpath = self.backing(node)
-        names = [visible_xattr_name(os.fsencode(name))
-                 for name in os.listxattr(layer.path_of(relpath), follow_symlinks=False)]
+        with backing_io(layer, relpath):
+            on_disk = os.listxattr(layer.path_of(relpath), follow_symlinks=False)
+        names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
         shown = [name for name in names if name is not None]
         sidecar = self._sidecars[node.layer]
         if sidecar is not None:
@@ -155,7 +189,13 @@ class PathIndex:
         backing_name = backing_xattr_name(name)
         if backing_name is None:
             raise OSError(errno.ENODATA, "no such attribute")
-        return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+        with backing_io(layer, relpath):
+            return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+
+    def read_link(self, node: Node) -> bytes:
+        layer, relpath = self.backing(node)
+        with backing_io(layer, relpath):
+            return os.readlink(layer.path_of(relpath))
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
@@ -250,6 +290,7 @@ class PathIndex:
         meta = self._metadata_layer(all_layers, b"")
         root = Node(ROOT_INODE, b"", None, meta, root_stats[meta])
         root.layers = all_layers
+        self.root_layers = all_layers
         self.nodes[ROOT_INODE] = root
         hard_links: dict[tuple[int, int, int], int] = {}
         pending: list[tuple[Node, bytes]] = [(root, b"")]
@@ -266,12 +307,15 @@ class PathIndex:
                 child_path = relpath + b"/" + name if relpath else name
                 if child.is_dir:
                     meta = self._metadata_layer(child.dir_layers, child_path)
-                    st = self._stat_entry(meta, child_path, dirents[meta][name])
+                    st = self._stat_entry(meta, self._child_relpath(directory, meta, name),
+                                          dirents[meta][name])
                     node = Node(self.inodes.assign(child_path), name, directory, meta, st)
                     node.layers = child.dir_layers
                     pending.append((node, child_path))
                 else:
-                    st = self._stat_entry(child.layer, child_path, dirents[child.layer][name])
+                    st = self._stat_entry(child.layer,
+                                          self._child_relpath(directory, child.layer, name),
+                                          dirents[child.layer][name])
                     if st.st_nlink > 1:
                         # Names of one inode within a layer share one number.
                         key = (child.layer, st.st_dev, st.st_ino)
@@ -281,21 +325,234 @@ class PathIndex:
                     else:
                         ino = self.inodes.assign(child_path)
                     node = Node(ino, name, directory, child.layer, st)
+                    if ino in self.nodes:
+                        self.links.setdefault(ino, [self.nodes[ino]]).append(node)
                 children[name] = node
                 self.nodes.setdefault(node.ino, node)
         return root
 
+    def _child_relpath(self, directory: Node, position: int, name: bytes) -> bytes:
+        parent = self.relpath_in(directory, position)
+        return parent + b"/" + name if parent else name
+
     def _scan_merged_dir(self, directory: Node, relpath: bytes) -> list[tuple[int, ScannedDir]]:
         """Scan the directory in each layer that may contribute, top first,
-        stopping after the first opaque copy."""
+        stopping after the first opaque copy. A copy with an overlay redirect
+        sends the search below it to where the redirect points."""
         scanned: list[tuple[int, ScannedDir]] = []
         is_root = directory.parent is None
-        for position in directory.layers:
-            result = scan_dir(self.layers[position], relpath, is_root=is_root)
+        stack = [(position, self.relpath_in(directory, position))
+                 for position in directory.layers]
+        number = 0
+        while number < len(stack):
+            position, path = stack[number]
+            result = scan_dir(self.layers[position], path, is_root=is_root)
             sidecar = self._sidecars[position]
             if sidecar is not None:
-                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(path)
             scanned.append((position, result))
             if result.listing.opaque:
                 break
+            if result.redirect is not None and directory.parent is not None:
+                stack[number + 1:] = self._redirected_stack(directory, position, result.redirect)
+            number += 1
+        self._pin_paths(directory, stack[:len(scanned)])
         return scanned
+
+    def _redirected_stack(self, directory: Node, position: int,
+                          redirect: bytes) -> list[tuple[int, bytes]]:
+        parent = directory.parent
+        assert parent is not None
+        parent_stack = [(q, self.relpath_in(parent, q)) for q in parent.layers]
+        return redirected_stack(position, redirect, parent_stack, self.root_layers,
+                                lambda q, path: probe_path(self.layers[q], path))
+
+    def _pin_paths(self, directory: Node, stack: list[tuple[int, bytes]]) -> None:
+        """Record where each layer holds ``directory`` if a redirect moved it."""
+        if directory.parent is None:
+            return
+        if any(path != self._child_relpath(directory.parent, position, directory.name)
+               for position, path in stack):
+            directory.paths = dict(stack)
+            self._redirected = True
+
+    # -- the writable upper: queries ----------------------------------------------
+
+    def is_upper(self, node: Node) -> bool:
+        """Whether the upper layer provides ``node`` (created or copied up)."""
+        return node.layer == self.upper
+
+    def has_lower(self, node: Node) -> bool:
+        """Whether a layer below the upper contributes to ``node``: a lower file, or a
+        lower or merged dir (the kernel's "merge or lower" type)."""
+        if node.children is None:
+            return node.layer != self.upper
+        return any(position != self.upper for position in node.layers)
+
+    def is_attached(self, node: Node) -> bool:
+        """Whether ``node`` still has a name in the tree (not removed while open)."""
+        while node.parent is not None:
+            if node.parent.children is None or node.parent.children.get(node.name) is not node:
+                return False
+            node = node.parent
+        return node is self.root
+
+    def aliases(self, node: Node) -> list[Node]:
+        """Every name of ``node``'s inode (itself alone unless hard-linked)."""
+        return self.links.get(node.ino) or [node]
+
+    def lower_children(self, directory: Node) -> dict[bytes, MergedChild]:
+        """What the layers below the upper show in ``directory``: the names a
+        whiteout must hide when the upper's entry goes (kernel: "lower positive").
+
+        Lower layers never change, so this is computed once per directory."""
+        cached = self._lower_children.get(directory.ino)
+        if cached is not None:
+            return cached
+        scanned = []
+        is_root = directory.parent is None
+        for position in directory.layers:
+            if position == self.upper:
+                continue
+            result = scan_dir(self.layers[position], self.relpath_in(directory, position),
+                              is_root=is_root)
+            scanned.append((position, result.listing))
+            if result.listing.opaque:
+                break
+        merged = merge_children(scanned)
+        self._lower_children[directory.ino] = merged
+        return merged
+
+    # -- the writable upper: changes ----------------------------------------------
+
+    def _changed(self, directory: Node) -> None:
+        directory.sorted_names = None
+
+    def add(self, parent: Node, name: bytes, st: os.stat_result) -> Node:
+        """Record a new upper entry ``name`` in ``parent``."""
+        assert parent.children is not None and self.upper is not None
+        path = parent.path() + b"/" + name if parent.parent is not None else name
+        node = Node(self.inodes.assign(path), name, parent, self.upper, st)
+        parent.children[name] = node
+        self.nodes[node.ino] = node
+        self._changed(parent)
+        return node
+
+    def add_link(self, target: Node, parent: Node, name: bytes) -> Node:
+        """Record a new name of ``target``'s inode (a hard link made in the upper)."""
+        assert parent.children is not None and self.upper is not None
+        node = Node(target.ino, name, parent, self.upper, _stat_of(target))
+        group = self.links.setdefault(target.ino, [target])
+        group.append(node)
+        parent.children[name] = node
+        self.orphans.discard(target.ino)
+        self._changed(parent)
+        return node
+
+    def remove(self, node: Node) -> None:
+        """Take ``node``'s name out of the tree; the inode lives on while it has
+        other names or the kernel holds it (see :meth:`forget`)."""
+        parent = node.parent
+        assert parent is not None and parent.children is not None
+        if parent.children.get(node.name) is node:
+            del parent.children[node.name]
+            self._changed(parent)
+        group = self.links.get(node.ino)
+        if group is not None:
+            if node in group:
+                group.remove(node)
+            if self.nodes.get(node.ino) is node and group:
+                self.nodes[node.ino] = group[0]
+            if len(group) <= 1:
+                del self.links[node.ino]
+            if group:
+                return
+        if node.children is not None:
+            self._lower_children.pop(node.ino, None)
+        self.orphans.add(node.ino)
+
+    def _pin_lower_paths(self, node: Node) -> None:
+        if node.children is not None and self.has_lower(node):
+            node.paths = {position: self.relpath_in(node, position)
+                          for position in node.layers if position != self.upper}
+            self._redirected = True
+
+    def exchange(self, one: Node, other: Node) -> None:
+        """Swap the names of two nodes (RENAME_EXCHANGE)."""
+        self._pin_lower_paths(one)
+        self._pin_lower_paths(other)
+        one_parent, other_parent = one.parent, other.parent
+        assert one_parent is not None and one_parent.children is not None
+        assert other_parent is not None and other_parent.children is not None
+        one_name, other_name = one.name, other.name
+        one_parent.children[one_name] = other
+        other_parent.children[other_name] = one
+        one.parent, one.name = other_parent, other_name
+        other.parent, other.name = one_parent, one_name
+        self._changed(one_parent)
+        self._changed(other_parent)
+
+    def move(self, node: Node, parent: Node, name: bytes) -> None:
+        """Give ``node`` a new name (the old one must be free of other nodes now).
+
+        A dir keeps its lower layers where they are: it is redirected."""
+        old_parent = node.parent
+        assert old_parent is not None and old_parent.children is not None
+        assert parent.children is not None
+        self._pin_lower_paths(node)
+        if old_parent.children.get(node.name) is node:
+            del old_parent.children[node.name]
+            self._changed(old_parent)
+        node.parent = parent
+        node.name = name
+        parent.children[name] = node
+        self._changed(parent)
+
+    def forget(self, ino: int) -> None:
+        """The kernel no longer knows ``ino``: drop it if it has no name left."""
+        if ino in self.orphans:
+            self.orphans.discard(ino)
+            self.nodes.pop(ino, None)
+
+    def copied_up(self, node: Node, st: os.stat_result) -> None:
+        """``node`` is now provided by the upper layer (its dir merges with the
+        layers below as before)."""
+        assert self.upper is not None
+        node.layer = self.upper
+        if node.children is not None and node.layers[0] != self.upper:
+            node.layers = (self.upper,) + node.layers
+        node.set_stat(st)
+
+    def made_opaque(self, node: Node) -> None:
+        """``node``'s upper dir hides every lower layer now."""
+        assert self.upper is not None
+        node.layers = (self.upper,)
+        node.paths = None
+        self._lower_children.pop(node.ino, None)
+
+    def redirect_value(self, node: Node, same_parent: bool, existing: bytes | None) -> bytes:
+        """The ``overlay.redirect`` value a dir with lower layers gets when it moves:
+        its lower name when it stays in its parent, else the absolute path of its
+        lower dir. An absolute redirect stays as it is, a relative one within its
+        parent (the kernel's rule)."""
+        if existing and (same_parent or existing.startswith(b"/")):
+            return existing
+        if same_parent:
+            return node.name
+        lower = next(position for position in node.layers if position != self.upper)
+        return b"/" + self.relpath_in(node, lower)
+
+    def set_stat(self, node: Node, st: os.stat_result) -> None:
+        """New attributes for ``node``'s inode, under every name it has."""
+        for alias in self.aliases(node):
+            alias.set_stat(st)
+
+
+def _stat_of(node: Node) -> os.stat_result:
+    """A stat result with a node's attributes (to copy them to a new alias)."""
+    fields = [node.mode, node.ino, 0, node.nlink, node.uid, node.gid, node.size,
+              node.atime_ns // 10**9, node.mtime_ns // 10**9, node.ctime_ns // 10**9]
+    return os.stat_result(fields, {
+        "st_atime_ns": node.atime_ns, "st_mtime_ns": node.mtime_ns,
+        "st_ctime_ns": node.ctime_ns, "st_blocks": node.blocks, "st_rdev": node.rdev,
+    })

@@ -33,6 +33,11 @@ class Layer:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     """Source-specific facts (blob digest, sizes) for inspect/which."""
 
+    upper: bool = False
+    """The mount's writable upper dir: it holds only the kernel overlay's own
+    encodings (0/0 devices, overlay xattrs), so ``.wh.*`` names in it are
+    ordinary files, as the kernel shows them."""
+
     @property
     def root_bytes(self) -> bytes:
         return os.fsencode(self.root)
@@ -41,6 +46,13 @@ class Layer:
         """The backing path of a layer-relative path (b"" is the root)."""
         root = self.root_bytes
         return root + b"/" + relpath if relpath else root
+
+    def ensure_content(self, relpath: bytes) -> None:
+        """Make the data of regular file ``relpath`` present before it is read: a no-op
+        but for lazily fetched layers (see :data:`CONTENT_KEY`). May block."""
+        content = self.extra.get(CONTENT_KEY)
+        if content is not None:
+            content.ensure(relpath)
 
     def describe(self) -> str:
         return self.label or self.root

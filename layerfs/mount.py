@@ -24,6 +24,7 @@ import trio
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .upper import Upper
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,11 @@ def check_fuse_available() -> None:
         raise MountError("fusermount3: not found; install the fuse3 package to mount as a user")
 
 
-def fuse_options(extra: set[str], *, fsname: str = "layerfs") -> set[str]:
-    options = {"default_permissions", "ro", f"fsname={fsname}", "subtype=layerfs"}
+def fuse_options(extra: set[str], *, fsname: str = "layerfs", writable: bool = False,
+                 subtype: str = "layerfs") -> set[str]:
+    options = {"default_permissions", f"fsname={fsname}", f"subtype={subtype}"}
+    if not writable:
+        options.add("ro")
     return options | extra
 
 
@@ -97,6 +101,8 @@ def _daemonize() -> None:
     if os.fork() > 0:
         os._exit(0)
     os.chdir("/")
+    # Descriptors above 2 stay open: the layer cache's shared locks, held so
+    # that `layerfs cache prune` leaves the layers of a live mount alone.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -120,16 +126,22 @@ async def _terminate_on_signal(scope: trio.CancelScope) -> None:
 
 def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozenset(),
           foreground: bool = False, debug: bool = False, log_file: str | None = None,
-          fsname: str = "layerfs") -> None:
-    """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled."""
+          fsname: str = "layerfs", upper: Upper | None = None,
+          subtype: str = "layerfs") -> None:
+    """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
+    writable through ``upper`` if given."""
     check_mountpoint(mountpoint)
     check_fuse_available()
-    ops = LayerOperations(index, debug=debug)
+    ops = LayerOperations(index, debug=debug, upper=upper)
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)
+        if upper is not None:
+            cleanup.callback(upper.disk.sync)
         try:
-            pyfuse3.init(ops, mountpoint, fuse_options(set(extra_options), fsname=fsname))
+            pyfuse3.init(ops, mountpoint, fuse_options(set(extra_options), fsname=fsname,
+                                                       writable=upper is not None,
+                                                       subtype=subtype))
         except RuntimeError as exc:
             raise MountError(f"{mountpoint}: cannot mount ({exc}; see the message above)") from None
         unmount = [True]

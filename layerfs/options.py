@@ -18,12 +18,13 @@ IGNORED = frozenset({
     "ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
     "relatime", "norelatime", "strictatime", "diratime", "nodiratime", "auto", "noauto",
     "user", "nouser", "users", "defaults", "async", "sync", "_netdev", "nofail",
-    "default_permissions", "userxattr", "volatile",
+    "default_permissions", "lazytime", "nolazytime", "silent", "loud", "mand", "nomand",
 })
 IGNORED_KEYS = frozenset({
-    "redirect_dir", "index", "xino", "metacopy", "nfs_export", "uuid", "verity",
+    "index", "xino", "metacopy", "nfs_export", "uuid", "verity",
     "context", "fscontext", "defcontext", "rootcontext", "fsname", "subtype",
 })
+REDIRECT_DIR_VALUES = ("on", "off", "follow", "nofollow")
 
 
 @dataclass
@@ -33,6 +34,12 @@ class MountOptions:
     upperdir: str | None = None
     workdir: str | None = None
     fuse: set[str] = field(default_factory=set)
+    redirect_dir: str | None = None
+    """on (layerfs's default with an upper dir), off, follow or nofollow."""
+    userxattr: bool = False
+    read_only: bool = False
+    volatile: bool = False
+    """Skip every sync to the upper dir (the kernel's ``volatile``)."""
 
 
 def split_escaped(value: str, separator: str, *, unescape: bool = True) -> list[str]:
@@ -79,6 +86,15 @@ def parse_options(strings: list[str]) -> MountOptions:
                 options.workdir = unescape(value)
             elif key in FUSE_PASSTHROUGH and not has_value:
                 options.fuse.add(key)
+            elif key == "redirect_dir" and has_value:
+                if value not in REDIRECT_DIR_VALUES:
+                    raise UsageError(f"-o {item}: expected one of "
+                                     f"{', '.join(REDIRECT_DIR_VALUES)}")
+                options.redirect_dir = value
+            elif key in ("ro", "rw") and not has_value:
+                options.read_only = key == "ro"
+            elif key in ("userxattr", "volatile") and not has_value:
+                setattr(options, key, True)
             elif key in IGNORED and not has_value or key in IGNORED_KEYS:
                 continue
             else:

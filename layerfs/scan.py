@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 
 from .errors import LayerError
 from .layer import Layer
 from .merge import DirListing
+from .redirects import DIR, MISSING, OTHER, WHITEOUT, Probe
 from .whiteouts import (
+    OPAQUE_MARKER,
     OPAQUE_XATTRS,
+    REDIRECT_XATTRS,
+    WHITEOUT_PREFIX,
     WHITEOUT_XATTRS,
     MarkerName,
     classify_marker,
     is_whiteout_device,
     opaque_state,
+    redirect_of,
 )
 
 _OPAQUE_XATTR_SET = frozenset(OPAQUE_XATTRS)
+_DIR_XATTR_SET = frozenset(OPAQUE_XATTRS + REDIRECT_XATTRS)
 
 
 @dataclass(slots=True)
 class ScannedDir:
     listing: DirListing
     dirents: dict[bytes, os.DirEntry]
+    redirect: bytes | None = None
+    """The dir's overlay redirect: its lower copies are elsewhere."""
 
 
 def read_xattrs(path: bytes, wanted: frozenset[bytes] | None = None) -> dict[bytes, bytes]:
@@ -73,14 +82,15 @@ def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedD
     """List one directory of one layer and classify its entries."""
     path = layer.path_of(relpath)
     try:
-        opaque, xwhiteouts = dir_is_opaque(layer, relpath)
+        dir_xattrs = read_xattrs(path, _DIR_XATTR_SET)
+        opaque, xwhiteouts = opaque_state(dir_xattrs)
         entries: dict[bytes, bool] = {}
         whiteouts: set[bytes] = set()
         dirents: dict[bytes, os.DirEntry] = {}
         with os.scandir(path) as it:
             for entry in it:
                 name = entry.name
-                marker = classify_marker(name)
+                marker = None if layer.upper else classify_marker(name)
                 if marker is not None:
                     kind, target = marker
                     if kind == MarkerName.OPAQUE:
@@ -110,4 +120,38 @@ def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedD
     # The kernel never treats a layer's root as opaque: the root merges all layers.
     if is_root:
         opaque = False
-    return ScannedDir(DirListing(entries, whiteouts, opaque), dirents)
+    return ScannedDir(DirListing(entries, whiteouts, opaque), dirents,
+                      None if is_root else redirect_of(dir_xattrs))
+
+
+def probe_path(layer: Layer, relpath: bytes) -> Probe:
+    """What ``layer`` holds at ``relpath``, walking it from the layer's root as the
+    kernel's lookup of a redirect does: a whiteout or a non-directory on the way
+    ends the search; an opaque directory on the way hides the layers below."""
+    parts = [part for part in relpath.split(b"/") if part]
+    current = b""
+    opaque_on_the_way = False
+    for number, part in enumerate(parts):
+        parent = current
+        current = parent + b"/" + part if parent else part
+        try:
+            st = os.lstat(layer.path_of(current))
+        except FileNotFoundError:
+            if not layer.upper and os.path.lexists(
+                    layer.path_of(parent + b"/" + WHITEOUT_PREFIX + part if parent
+                                  else WHITEOUT_PREFIX + part)):
+                return Probe(WHITEOUT)
+            return Probe(MISSING)
+        except NotADirectoryError:
+            return Probe(OTHER)
+        if is_whiteout_device(st.st_mode, st.st_rdev):
+            return Probe(WHITEOUT)
+        if not stat.S_ISDIR(st.st_mode):
+            return Probe(OTHER)
+        xattrs = read_xattrs(layer.path_of(current), _DIR_XATTR_SET)
+        opaque = opaque_state(xattrs)[0] or (
+            not layer.upper and os.path.lexists(layer.path_of(current + b"/" + OPAQUE_MARKER)))
+        if number == len(parts) - 1:
+            return Probe(DIR, opaque or opaque_on_the_way, redirect_of(xattrs))
+        opaque_on_the_way = opaque_on_the_way or opaque
+    return Probe(MISSING)

@@ -23,6 +23,8 @@ AUFS_META_PREFIX = b".wh..wh."
 OVERLAY_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")
 OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque", b"user.fuseoverlayfs.opaque")
 WHITEOUT_XATTRS = (b"trusted.overlay.whiteout", b"user.overlay.whiteout")
+# A renamed dir's pointer to where the lower layers hold it (layerfs.redirects).
+REDIRECT_XATTRS = (b"trusted.overlay.redirect", b"user.overlay.redirect")
 OVERRIDE_STAT_XATTR = b"user.containers.override_stat"
 # Xattrs that describe the layer encoding itself; never shown in the merged view.
 PRIVATE_XATTRS = frozenset({b"user.fuseoverlayfs.opaque", OVERRIDE_STAT_XATTR})
@@ -100,3 +102,12 @@ def backing_xattr_name(name: bytes) -> bytes | None:
     if name.startswith(OVERLAY_XATTR_PREFIXES) or name in PRIVATE_XATTRS:
         return None
     return name
+
+
+def redirect_of(xattrs: dict[bytes, bytes]) -> bytes | None:
+    """A directory's overlay redirect, from its xattr values (None if it has none)."""
+    for name in REDIRECT_XATTRS:
+        value = xattrs.get(name)
+        if value:
+            return value.rstrip(b"\0") or None
+    return None

@@ -1,0 +1,523 @@
+"""Writing through the merged view: copy-up, whiteouts, opaque dirs, redirects.
+
+:class:`Upper` carries out each write operation on the merged tree the way
+the kernel overlay does (Documentation/filesystems/overlayfs.rst, and what
+the kernel writes, checked by tests that run both side by side):
+
+- an entry from a lower layer is copied up before it changes -- data, owner,
+  mode, times and xattrs, parent dirs first -- and keeps its inode number;
+  hard-linked lower names are copied up together and stay one inode;
+- removing a name the lower layers show leaves a whiteout; a directory made
+  where a whiteout is, or inside a merged directory, is opaque;
+- renaming a lower or merged directory sets a redirect to where its lower
+  layers hold it (``redirect_dir=on``), or fails with EXDEV (``off``).
+
+It raises OSError with the kernel's errno and knows nothing of FUSE. Each
+change is written to disk by :class:`~layerfs.upperdir.UpperDir` first and
+then recorded in the :class:`~layerfs.index.PathIndex`, so the index never
+shows a state the disk does not hold.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .backing import open_for_reading
+from .index import Node, PathIndex
+from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attributes, UpperDir
+from .whiteouts import backing_xattr_name
+
+
+# The kernel's default limit (module parameter redirect_max) on a redirect's length.
+REDIRECT_MAX = 256
+
+
+def _fail(err: int) -> OSError:
+    return OSError(err, os.strerror(err))
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks for a new object (its owner-to-be)."""
+
+    uid: int
+    gid: int
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+class Upper:
+    """The write operations of a merged tree whose top layer is an upper dir."""
+
+    def __init__(self, index: PathIndex, disk: UpperDir, *, redirect_dir: bool = True) -> None:
+        if index.upper is None:
+            raise ValueError("the index has no upper layer")
+        self.index = index
+        self.disk = disk
+        self.redirect_dir = redirect_dir
+        self.upper = index.upper
+        self.touched: set[int] = set()
+        """Inodes whose attributes changed as a side effect (the caller tells the kernel)."""
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _child(self, parent: Node, name: bytes) -> Node:
+        if parent.children is None:
+            raise _fail(errno.ENOTDIR)
+        node = parent.children.get(name)
+        if node is None:
+            raise _fail(errno.ENOENT)
+        return node
+
+    def _check_new_name(self, parent: Node, name: bytes) -> None:
+        if parent.children is None:
+            raise _fail(errno.ENOTDIR)
+        if not self.index.is_attached(parent):
+            raise _fail(errno.ENOENT)
+        if name in parent.children:
+            raise _fail(errno.EEXIST)
+
+    def lower_positive(self, parent: Node, name: bytes) -> bool:
+        """Whether the layers below the upper show ``name`` in ``parent``: then
+        removing it from the merged view takes a whiteout."""
+        return name in self.index.lower_children(parent)
+
+    def refresh(self, node: Node) -> None:
+        """Re-read the attributes of an upper node from the upper dir."""
+        if self.index.is_upper(node) and self.index.is_attached(node):
+            self.index.set_stat(node, self.disk.lstat(node.path()))
+
+    def _shown_xattrs(self, node: Node) -> dict[bytes, bytes]:
+        """The xattrs ``node`` shows, under the names the upper dir stores them."""
+        values = {}
+        for name in self.index.list_xattrs(node):
+            stored = backing_xattr_name(name)
+            if stored is None:
+                continue
+            try:
+                values[stored] = self.index.get_xattr(node, name)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EPERM, errno.EACCES, errno.ENOTSUP):
+                    raise
+        return values
+
+    # -- copy-up ---------------------------------------------------------------------
+
+    def copy_up(self, node: Node, *, with_data: bool = True) -> None:
+        """Make the upper layer provide ``node`` (and its parents, first)."""
+        if self.index.is_upper(node):
+            return
+        chain = []
+        current: Node | None = node
+        while current is not None and not self.index.is_upper(current):
+            chain.append(current)
+            current = current.parent
+        for item in reversed(chain):
+            self._copy_up_one(item, with_data=with_data or item is not node)
+
+    def needs_data_copy(self, node: Node) -> bool:
+        """Whether copying ``node`` up moves file data (worth a worker thread)."""
+        return (not self.index.is_upper(node) and stat.S_ISREG(node.mode)
+                and node.size > 0)
+
+    def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
+        assert node.parent is not None
+        layer, relpath = self.index.backing(node)
+        source = layer.path_of(relpath)
+        target = node.path()
+        attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
+                           atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
+
+        def open_source() -> int:
+            layer.ensure_content(relpath)
+            root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return open_for_reading(root, relpath)
+            finally:
+                os.close(root)
+
+        with self.disk.times_kept(node.parent.path()):
+            temp = self.disk.build_copy(source, attrs, xattrs=self._shown_xattrs(node),
+                                        open_source=open_source, size=node.size,
+                                        with_data=with_data)
+            try:
+                self.disk.install(temp, target)
+            except BaseException:
+                self.disk.discard(temp)
+                raise
+        self.index.copied_up(node, self.disk.lstat(target))
+        if node.children is not None:
+            # Its nlink shows differently once merged with an upper dir.
+            self.touched.add(node.ino)
+        for alias in self.index.aliases(node):
+            if alias is node or self.index.is_upper(alias):
+                continue
+            # The other names of a lower hard-linked file follow it, so the
+            # inode stays one (the kernel's index=on behaviour).
+            assert alias.parent is not None
+            self.copy_up(alias.parent)
+            with self.disk.times_kept(alias.parent.path()):
+                self.disk.link(target, alias.path())
+            alias.layer = self.upper
+        if len(self.index.aliases(node)) > 1:
+            self.index.set_stat(node, self.disk.lstat(target))
+
+    # -- new entries -------------------------------------------------------------------
+
+    @staticmethod
+    def _owner(parent: Node, caller: Caller, mode: int) -> tuple[int, int, int]:
+        """(uid, gid, mode) of a new entry: a set-group-ID dir hands down its group
+        (and, to subdirs, the bit itself), as on any Linux filesystem."""
+        gid = caller.gid
+        if parent.mode & stat.S_ISGID:
+            gid = parent.gid
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        return caller.uid, gid, mode
+
+    def _create(self, parent: Node, name: bytes, mode: int, caller: Caller, *,
+                rdev: int = 0, target: bytes = b"", open_flags: int | None = None
+                ) -> tuple[Node, int | None]:
+        self._check_new_name(parent, name)
+        self.copy_up(parent)
+        relpath = _join(parent.path(), name)
+        over_whiteout = self.disk.is_whiteout(relpath)
+        uid, gid, mode = self._owner(parent, caller, mode)
+        is_dir = stat.S_ISDIR(mode)
+        # A new dir must not merge with what the lower layers hold at its name;
+        # the kernel marks it opaque in any merged parent.
+        opaque = is_dir and (over_whiteout or self.index.has_lower(parent))
+        temp, fd = self.disk.build_new(Attributes(mode, uid, gid, rdev), target=target,
+                                       opaque=opaque, open_flags=open_flags)
+        try:
+            self.disk.install(temp, relpath, over_whiteout=over_whiteout)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            self.disk.discard(temp)
+            raise
+        node = self.index.add(parent, name, self.disk.lstat(relpath))
+        self.refresh(parent)
+        return node, fd
+
+    def create(self, parent: Node, name: bytes, mode: int, caller: Caller,
+               open_flags: int) -> tuple[Node, int]:
+        """A new regular file, opened with ``open_flags``; returns it and the descriptor."""
+        flags = open_flags & (os.O_ACCMODE | os.O_SYNC | os.O_DSYNC)
+        node, fd = self._create(parent, name, stat.S_IFREG | stat.S_IMODE(mode), caller,
+                                open_flags=flags)
+        assert fd is not None
+        return node, fd
+
+    def mkdir(self, parent: Node, name: bytes, mode: int, caller: Caller) -> Node:
+        return self._create(parent, name, stat.S_IFDIR | stat.S_IMODE(mode), caller)[0]
+
+    def mknod(self, parent: Node, name: bytes, mode: int, rdev: int, caller: Caller) -> Node:
+        kind = stat.S_IFMT(mode) or stat.S_IFREG
+        if kind == stat.S_IFCHR and rdev == 0:
+            # The kernel refuses to make something that reads as a whiteout.
+            raise _fail(errno.EPERM)
+        if kind not in (stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
+            raise _fail(errno.EINVAL)
+        return self._create(parent, name, kind | stat.S_IMODE(mode), caller, rdev=rdev)[0]
+
+    def symlink(self, parent: Node, name: bytes, target: bytes, caller: Caller) -> Node:
+        return self._create(parent, name, stat.S_IFLNK | 0o777, caller, target=target)[0]
+
+    def link(self, node: Node, parent: Node, name: bytes) -> Node:
+        """A new name for ``node``'s inode."""
+        if node.children is not None:
+            raise _fail(errno.EPERM)
+        if not self.index.is_attached(node):
+            raise _fail(errno.ENOENT)
+        self._check_new_name(parent, name)
+        self.copy_up(node)
+        self.copy_up(parent)
+        relpath = _join(parent.path(), name)
+        if self.disk.is_whiteout(relpath):
+            temp = self.disk.build_link(node.path())
+            try:
+                self.disk.install(temp, relpath, over_whiteout=True)
+            except BaseException:
+                self.disk.discard(temp)
+                raise
+        else:
+            self.disk.link(node.path(), relpath)
+        alias = self.index.add_link(node, parent, name)
+        self.index.set_stat(node, self.disk.lstat(relpath))
+        self.refresh(parent)
+        return alias
+
+    # -- removal -------------------------------------------------------------------------
+
+    def unlink(self, parent: Node, name: bytes) -> Node:
+        node = self._child(parent, name)
+        if node.children is not None:
+            raise _fail(errno.EISDIR)
+        self._remove(parent, node)
+        return node
+
+    def rmdir(self, parent: Node, name: bytes) -> Node:
+        node = self._child(parent, name)
+        if node.children is None:
+            raise _fail(errno.ENOTDIR)
+        if node.children:
+            raise _fail(errno.ENOTEMPTY)
+        self._remove(parent, node)
+        return node
+
+    def _remove(self, parent: Node, node: Node) -> None:
+        self.copy_up(parent)
+        relpath = node.path()
+        if self.lower_positive(parent, node.name):
+            self.disk.whiteout(relpath)
+        else:
+            self.disk.remove(relpath)
+        self._forget_name(node)
+        self.refresh(parent)
+
+    def _forget_name(self, node: Node) -> None:
+        """Record that ``node``'s name is gone; its other names see one link less."""
+        others = [alias for alias in self.index.aliases(node) if alias is not node]
+        self.index.remove(node)
+        if others:
+            self.refresh(others[0])
+            self.touched.add(node.ino)
+        elif node.children is None:
+            node.nlink = 0
+
+    # -- rename ------------------------------------------------------------------------------
+
+    def rename(self, old_parent: Node, old_name: bytes, new_parent: Node, new_name: bytes,
+               flags: int = 0) -> Node | None:
+        """Move ``old_name`` to ``new_name``; returns the node it replaced, if any."""
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or \
+                flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+            raise _fail(errno.EINVAL)
+        node = self._child(old_parent, old_name)
+        if new_parent.children is None:
+            raise _fail(errno.ENOTDIR)
+        target = new_parent.children.get(new_name)
+        if flags & RENAME_EXCHANGE:
+            if target is None:
+                raise _fail(errno.ENOENT)
+            self._exchange(node, target)
+            return None
+        if target is node:
+            return None
+        if node.children is not None and self._contains(node, new_parent):
+            raise _fail(errno.EINVAL)
+        if target is not None:
+            if flags & RENAME_NOREPLACE:
+                raise _fail(errno.EEXIST)
+            if target.ino == node.ino:
+                return None  # two names of one inode: rename(2) does nothing
+            if node.children is not None:
+                if target.children is None:
+                    raise _fail(errno.ENOTDIR)
+                if target.children:
+                    raise _fail(errno.ENOTEMPTY)
+            elif target.children is not None:
+                raise _fail(errno.EISDIR)
+        redirect = self._redirect_for(node, new_parent is old_parent)
+        self.copy_up(node, with_data=True)
+        self.copy_up(new_parent)
+        old_rel = node.path()
+        new_rel = _join(new_parent.path(), new_name)
+        whiteout_old = self.lower_positive(old_parent, old_name)
+        if node.children is not None:
+            self._prepare_moved_dir(node, old_rel, new_parent, redirect)
+        if target is not None and self.index.is_upper(target) and target.children is not None \
+                and self.disk.has_entries(new_rel):
+            # Its whiteouts would keep rename(2) from replacing it.
+            self.disk.clear_dir(new_rel)
+        if target is None and node.children is not None and self.disk.is_whiteout(new_rel):
+            # A dir cannot replace a whiteout device: swap them; the whiteout
+            # then sits at the old name, where it is wanted or removed.
+            self.disk.rename(old_rel, new_rel, exchange=True)
+            if not whiteout_old:
+                self.disk.remove(old_rel)
+        else:
+            self.disk.rename(old_rel, new_rel, whiteout_old=whiteout_old)
+        if target is not None:
+            self._forget_name(target)
+        self.index.move(node, new_parent, new_name)
+        self.refresh(old_parent)
+        if new_parent is not old_parent:
+            self.refresh(new_parent)
+        self.refresh(node)
+        return target
+
+    def _exchange(self, one: Node, other: Node) -> None:
+        """RENAME_EXCHANGE: both names stay, so no whiteouts; moved dirs get a
+        redirect or an opaque mark as in a plain move."""
+        if one is other or one.ino == other.ino:
+            return
+        for node, dest in ((one, other), (other, one)):
+            if node.children is not None and self._contains(node, dest.parent):
+                raise _fail(errno.EINVAL)
+        one_parent, other_parent = one.parent, other.parent
+        assert one_parent is not None and other_parent is not None
+        one_redirect = self._redirect_for(one, one_parent is other_parent)
+        other_redirect = self._redirect_for(other, one_parent is other_parent)
+        self.copy_up(one)
+        self.copy_up(other)
+        one_rel, other_rel = one.path(), other.path()
+        if one.children is not None:
+            self._prepare_moved_dir(one, one_rel, other_parent, one_redirect)
+        if other.children is not None:
+            self._prepare_moved_dir(other, other_rel, one_parent, other_redirect)
+        self.disk.rename(one_rel, other_rel, exchange=True)
+        self.index.exchange(one, other)
+        for node in (one_parent, other_parent, one, other):
+            self.refresh(node)
+
+    @staticmethod
+    def _contains(directory: Node, node: Node | None) -> bool:
+        while node is not None:
+            if node is directory:
+                return True
+            node = node.parent
+        return False
+
+    def _redirect_for(self, node: Node, same_parent: bool) -> bytes | None:
+        """The redirect a moved dir needs (None if it has no lower layers), or EXDEV."""
+        if node.children is None or not self.index.has_lower(node):
+            return None
+        if not self.redirect_dir:
+            raise _fail(errno.EXDEV)
+        existing = self.disk.redirect(node.path()) if self.index.is_upper(node) else None
+        value = self.index.redirect_value(node, same_parent, existing)
+        if len(value) > REDIRECT_MAX:
+            raise _fail(errno.EXDEV)
+        return value
+
+    def _prepare_moved_dir(self, node: Node, relpath: bytes, new_parent: Node,
+                           redirect: bytes | None) -> None:
+        if redirect is not None:
+            self.disk.set_redirect(relpath, redirect)
+        elif self.index.has_lower(new_parent) and not self.disk.is_opaque(relpath):
+            # A pure upper dir must not start merging with lower dirs at its new name.
+            self.disk.set_opaque(relpath)
+            self.index.made_opaque(node)
+
+    # -- attributes ------------------------------------------------------------------------
+
+    def setattr(self, node: Node, *, mode: int | None = None, uid: int | None = None,
+                gid: int | None = None, size: int | None = None, atime_ns: int | None = None,
+                mtime_ns: int | None = None, fd: int | None = None) -> None:
+        """Change attributes (copying ``node`` up first); ``fd`` is an open upper
+        descriptor of it, needed once its last name is gone."""
+        attached = self.index.is_attached(node)
+        if not attached and fd is None:
+            raise _fail(errno.ENOENT)
+        if attached:
+            self.copy_up(node, with_data=size != 0)
+        path = self.disk.path(node.path()) if attached else None
+        if size is not None:
+            if fd is not None:
+                os.ftruncate(fd, size)
+            else:
+                assert path is not None
+                tfd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.ftruncate(tfd, size)
+                finally:
+                    os.close(tfd)
+        where: int | bytes = path if path is not None else fd  # type: ignore[assignment]
+        if uid is not None or gid is not None:
+            os.chown(where, -1 if uid is None else uid, -1 if gid is None else gid,
+                     **({"follow_symlinks": False} if path is not None else {}))
+        if mode is not None and not stat.S_ISLNK(node.mode):
+            os.chmod(where, stat.S_IMODE(mode))
+        if atime_ns is not None or mtime_ns is not None:
+            st = os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
+            times = (st.st_atime_ns if atime_ns is None else atime_ns,
+                     st.st_mtime_ns if mtime_ns is None else mtime_ns)
+            os.utime(where, ns=times, **({"follow_symlinks": False} if path is not None else {}))
+        st = os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
+        self.index.set_stat(node, st)
+
+    def setxattr(self, node: Node, name: bytes, value: bytes) -> None:
+        backing = backing_xattr_name(name)
+        if backing is None:
+            raise _fail(errno.EPERM)
+        if not self.index.is_attached(node):
+            raise _fail(errno.ENOENT)
+        self.copy_up(node)
+        os.setxattr(self.disk.path(node.path()), backing, value, follow_symlinks=False)
+        self.refresh(node)
+
+    def removexattr(self, node: Node, name: bytes) -> None:
+        backing = backing_xattr_name(name)
+        if backing is None:
+            raise _fail(errno.ENODATA)
+        if not self.index.is_attached(node):
+            raise _fail(errno.ENOENT)
+        if not self.index.is_upper(node):
+            # Nothing to remove means nothing to copy up (the kernel checks first).
+            self.index.get_xattr(node, name)
+        self.copy_up(node)
+        os.removexattr(self.disk.path(node.path()), backing, follow_symlinks=False)
+        self.refresh(node)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @staticmethod
+    def opens_for_write(flags: int) -> bool:
+        return flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
+
+    def open_for_write(self, node: Node, flags: int) -> int:
+        """Copy ``node`` up (without data if it is being truncated) and open it."""
+        if not self.index.is_attached(node):
+            raise _fail(errno.ENOENT)
+        self.copy_up(node, with_data=not flags & os.O_TRUNC)
+        keep = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
+        fd = os.open(self.disk.path(node.path()),
+                     (flags & keep) | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if flags & os.O_TRUNC:
+            self.refresh(node)
+        return fd
+
+
+def default_workdir(upperdir: str) -> str:
+    """Where ``--upper DIR`` puts its work dir when none is given: a hidden
+    sibling, since the kernel wants it on the same filesystem and outside."""
+    upperdir = os.path.abspath(upperdir)
+    parent, name = os.path.split(upperdir.rstrip("/"))
+    return os.path.join(parent, f".{name}.work")
+
+
+def open_writable(layers: list, upperdir: str, workdir: str | None, *,
+                  userxattr: bool | None = None, redirect_dir: str | None = None,
+                  volatile: bool = False, read_only: bool = False
+                  ) -> tuple[PathIndex, Upper | None]:
+    """The merged index of ``layers`` (bottom first) under the upper dir, and the
+    :class:`Upper` that writes it (None for a read-only mount). Checks and
+    prepares the dirs as the kernel does; without root the overlay xattrs are
+    ``user.overlay.*``."""
+    from .errors import MountError
+    from .layer import Layer
+
+    if read_only:
+        top = Layer(root=os.path.abspath(upperdir), label="upper", upper=True)
+        if not os.path.isdir(top.root):
+            raise MountError(f"{upperdir}: no such directory")
+        return PathIndex([*layers, top]), None
+    if workdir is None:
+        workdir = default_workdir(upperdir)
+        os.makedirs(workdir, exist_ok=True)
+    if userxattr is None:
+        userxattr = os.geteuid() != 0
+    disk = UpperDir(upperdir, workdir, userxattr=userxattr, fsync=not volatile)
+    disk.prepare()
+    top = Layer(root=os.fsdecode(disk.root), label="upper", upper=True)
+    if any(os.path.realpath(layer.root) == os.path.realpath(top.root) for layer in layers):
+        raise MountError(f"{upperdir}: the upper dir is also a lower layer")
+    index = PathIndex([*layers, top])
+    return index, Upper(index, disk, redirect_dir=(redirect_dir or "on") == "on")

@@ -1,0 +1,434 @@
+"""The upper and work directories on disk, written in the kernel overlay's format.
+
+Every change to the upper dir goes through :class:`UpperDir`. New objects
+and copies are built under a temporary name in ``WORKDIR/work`` -- the
+kernel's own work directory, on the upper's filesystem -- with their final
+owner, mode, xattrs and times, then renamed into place; removals rename the
+old object out into the work dir first. So every step is one rename: a crash
+at any instant leaves the old or the new state, and what it leaves in the
+work dir is garbage that the next mount (layerfs's or the kernel's) clears.
+
+The encodings are the kernel's: a whiteout is a 0/0 character device; an
+opaque directory carries ``trusted.overlay.opaque=y``; a renamed lower
+directory ``trusted.overlay.redirect`` (``user.overlay.*`` with userxattr).
+
+This module decides nothing about the merged view: :mod:`layerfs.upper`
+says what to write, in terms of upper-relative paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import itertools
+import os
+import stat
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .copy import copy_data, copy_xattrs, set_xattrs
+from .errors import MountError
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
+_AT_FDCWD = -100
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = _libc.renameat2
+_renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                       ctypes.c_uint)
+_renameat2.restype = ctypes.c_int
+
+
+def renameat2(old: bytes, new: bytes, flags: int = 0) -> None:
+    if _renameat2(_AT_FDCWD, old, _AT_FDCWD, new, flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fsdecode(new))
+
+
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """The metadata an object gets in the upper dir."""
+
+    mode: int
+    """File type and permission bits."""
+    uid: int
+    gid: int
+    rdev: int = 0
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    """Times to set; None leaves the creation time."""
+
+
+def _join(root: bytes, relpath: bytes) -> bytes:
+    return root + b"/" + relpath if relpath else root
+
+
+class UpperDir:
+    """The upper dir (``root``) and the kernel's work dir ``WORKDIR/work`` beside it."""
+
+    def __init__(self, upper: str | bytes, workdir: str | bytes, *, userxattr: bool = False,
+                 fsync: bool = True) -> None:
+        self.root = os.path.abspath(os.fsencode(upper))
+        self.workdir = os.path.abspath(os.fsencode(workdir))
+        self.work = self.workdir + b"/work"
+        self.userxattr = userxattr
+        self.prefix = b"user.overlay." if userxattr else b"trusted.overlay."
+        self.opaque_xattr = self.prefix + b"opaque"
+        self.redirect_xattr = self.prefix + b"redirect"
+        self.fsync_enabled = fsync
+        self._temp_ids = itertools.count(1)
+        self._pid = os.getpid()
+
+    # -- mount time --------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Check the two dirs as the kernel does; create or clear ``WORKDIR/work``."""
+        shown_upper, shown_work = os.fsdecode(self.root), os.fsdecode(self.workdir)
+        for shown, path in ((shown_upper, self.root), (shown_work, self.workdir)):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise MountError(f"{shown}: no such directory") from None
+            except OSError as exc:
+                raise MountError(f"{shown}: {exc.strerror}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise MountError(f"{shown}: not a directory")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise MountError(f"{shown_upper}: upper dir is not writable")
+        real_upper, real_work = os.path.realpath(self.root), os.path.realpath(self.workdir)
+        if real_upper == real_work:
+            raise MountError(f"{shown_work}: workdir and upperdir must be separate directories")
+        for inner, outer in ((real_upper, real_work), (real_work, real_upper)):
+            if inner.startswith(outer + b"/"):
+                raise MountError(f"{shown_work}: workdir and upperdir must not be nested")
+        if os.stat(self.root).st_dev != os.stat(self.workdir).st_dev:
+            raise MountError(f"{shown_work}: workdir must be on the same filesystem as "
+                             f"upperdir {shown_upper}")
+        if os.path.lexists(self.work + b"/incompat/volatile"):
+            raise MountError(f"{shown_work}: a volatile mount used this workdir and did not "
+                             "finish cleanly; the upper dir may be inconsistent")
+        try:
+            st = os.lstat(self.work)
+        except FileNotFoundError:
+            os.mkdir(self.work, 0)
+            os.chmod(self.work, 0)
+        else:
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(self.work)
+                os.mkdir(self.work, 0)
+            self.clear_work()
+        self._probe_xattrs()
+
+    def clear_work(self) -> None:
+        """Remove everything a crash or an earlier mount left in the work dir."""
+        with os.scandir(self.work) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
+            _remove_tree(self.work + b"/" + os.fsencode(name))
+
+    def _probe_xattrs(self) -> None:
+        probe = self._temp_name()
+        os.mkdir(probe, 0o700)
+        try:
+            os.setxattr(probe, self.opaque_xattr, b"y")
+        except OSError as exc:
+            raise MountError(
+                f"{os.fsdecode(self.root)}: the upper filesystem does not take "
+                f"{os.fsdecode(self.prefix)}* xattrs ({exc.strerror})"
+                + ("" if self.userxattr else "; try -o userxattr")) from None
+        finally:
+            os.rmdir(probe)
+
+    # -- queries -----------------------------------------------------------------
+
+    def path(self, relpath: bytes) -> bytes:
+        return _join(self.root, relpath)
+
+    def lstat(self, relpath: bytes) -> os.stat_result:
+        return os.lstat(self.path(relpath))
+
+    def is_whiteout(self, relpath: bytes) -> bool:
+        try:
+            st = os.lstat(self.path(relpath))
+        except FileNotFoundError:
+            return False
+        return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+    def redirect(self, relpath: bytes) -> bytes | None:
+        try:
+            return os.getxattr(self.path(relpath), self.redirect_xattr, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                return None
+            raise
+
+    def is_opaque(self, relpath: bytes) -> bool:
+        try:
+            value = os.getxattr(self.path(relpath), self.opaque_xattr, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                return False
+            raise
+        return value.rstrip(b"\0") == b"y"
+
+    def has_entries(self, relpath: bytes) -> bool:
+        with os.scandir(self.path(relpath)) as entries:
+            return any(True for _ in entries)
+
+    # -- building in the work dir --------------------------------------------------
+
+    def _temp_name(self) -> bytes:
+        return b"%s/#layerfs-%x-%x" % (self.work, self._pid, next(self._temp_ids))
+
+    def build_new(self, attrs: Attributes, *, target: bytes = b"", opaque: bool = False,
+                  open_flags: int | None = None) -> tuple[bytes, int | None]:
+        """Create a new object in the work dir with its final metadata.
+
+        Returns its temporary path and, for a regular file with ``open_flags``,
+        an open descriptor of it (which stays valid once it is installed).
+        """
+        temp = self._temp_name()
+        kind = stat.S_IFMT(attrs.mode)
+        fd = None
+        try:
+            if kind == stat.S_IFREG:
+                flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                flags |= open_flags if open_flags is not None else os.O_WRONLY
+                fd = os.open(temp, flags, 0o600)
+                if open_flags is None:
+                    os.close(fd)
+                    fd = None
+            elif kind == stat.S_IFDIR:
+                os.mkdir(temp, 0o700)
+            elif kind == stat.S_IFLNK:
+                os.symlink(target, temp)
+            else:
+                os.mknod(temp, kind | 0o600, attrs.rdev)
+            self._apply(temp, attrs)
+            if opaque:
+                os.setxattr(temp, self.opaque_xattr, b"y")
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            _remove_tree(temp)
+            raise
+        return temp, fd
+
+    def build_copy(self, source: bytes, attrs: Attributes, *,
+                   xattrs: dict[bytes, bytes] | None = None,
+                   keep_xattr: Callable[[bytes], bool] | None = None,
+                   open_source: Callable[[], int] | None = None, size: int = 0,
+                   with_data: bool = True) -> bytes:
+        """Copy the object at path ``source`` into the work dir: data (for a
+        regular file, through ``open_source``), then owner, the given ``xattrs``
+        (or those of ``source`` that ``keep_xattr`` accepts), mode and times."""
+        temp = self._temp_name()
+        kind = stat.S_IFMT(attrs.mode)
+        try:
+            if kind == stat.S_IFREG:
+                dst = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, 0o600)
+                try:
+                    if with_data and size and open_source is not None:
+                        src = open_source()
+                        try:
+                            copy_data(src, dst, size)
+                        finally:
+                            os.close(src)
+                finally:
+                    os.close(dst)
+            elif kind == stat.S_IFDIR:
+                os.mkdir(temp, 0o700)
+            elif kind == stat.S_IFLNK:
+                os.symlink(os.readlink(source), temp)
+            else:
+                os.mknod(temp, kind | 0o600, attrs.rdev)
+            self._chown(temp, attrs)
+            if xattrs is not None:
+                set_xattrs(temp, xattrs)
+            elif keep_xattr is not None:
+                copy_xattrs(source, temp, keep_xattr)
+            self._chmod_and_times(temp, attrs)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+        return temp
+
+    def _apply(self, temp: bytes, attrs: Attributes) -> None:
+        self._chown(temp, attrs)
+        self._chmod_and_times(temp, attrs)
+
+    @staticmethod
+    def _chown(temp: bytes, attrs: Attributes) -> None:
+        try:
+            os.chown(temp, attrs.uid, attrs.gid, follow_symlinks=False)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
+            # A user's daemon owns what it creates; other owners cannot be kept.
+
+    @staticmethod
+    def _chmod_and_times(temp: bytes, attrs: Attributes) -> None:
+        # After chown, which clears set-id bits.
+        if not stat.S_ISLNK(attrs.mode):
+            os.chmod(temp, stat.S_IMODE(attrs.mode))
+        if attrs.mtime_ns is not None:
+            atime = attrs.atime_ns if attrs.atime_ns is not None else attrs.mtime_ns
+            os.utime(temp, ns=(atime, attrs.mtime_ns), follow_symlinks=False)
+
+    def make_whiteout(self) -> bytes:
+        temp = self._temp_name()
+        os.mknod(temp, stat.S_IFCHR | 0o000, 0)
+        return temp
+
+    def build_link(self, existing: bytes) -> bytes:
+        temp = self._temp_name()
+        os.link(self.path(existing), temp, follow_symlinks=False)
+        return temp
+
+    def discard(self, temp: bytes) -> None:
+        _remove_tree(temp)
+
+    # -- installing: one rename each -------------------------------------------------
+
+    def install(self, temp: bytes, relpath: bytes, *, over_whiteout: bool = False) -> None:
+        """Move a built object to ``relpath``: where nothing is, or over a whiteout."""
+        dest = self.path(relpath)
+        if not over_whiteout:
+            renameat2(temp, dest, RENAME_NOREPLACE)
+        elif stat.S_ISDIR(os.lstat(temp).st_mode):
+            # A directory cannot replace a device: swap them, then drop the whiteout.
+            renameat2(temp, dest, RENAME_EXCHANGE)
+            os.unlink(temp)
+        else:
+            os.rename(temp, dest)
+
+    def whiteout(self, relpath: bytes) -> None:
+        """Make ``relpath`` a whiteout, replacing what is there (a dir whole)."""
+        dest = self.path(relpath)
+        temp = self.make_whiteout()
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            st = None
+        try:
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                renameat2(temp, dest, RENAME_EXCHANGE)
+            else:
+                os.rename(temp, dest)
+                return
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _remove_tree(temp)
+
+    def remove(self, relpath: bytes) -> None:
+        """Remove ``relpath`` without leaving a whiteout (a dir with whatever it holds)."""
+        dest = self.path(relpath)
+        if not stat.S_ISDIR(os.lstat(dest).st_mode):
+            os.unlink(dest)
+            return
+        temp = self._temp_name()
+        try:
+            os.rename(dest, temp)
+        except PermissionError:
+            # Moving a dir to another parent needs write access to it; as a user
+            # without that, empty it in place (it holds only whiteouts).
+            _remove_tree(dest)
+            return
+        _remove_tree(temp)
+
+    def clear_dir(self, relpath: bytes) -> None:
+        """Replace upper dir ``relpath`` (holding only whiteouts) by an empty opaque
+        copy of itself, so that something can be renamed over it."""
+        dest = self.path(relpath)
+        st = os.lstat(dest)
+        attrs = Attributes(st.st_mode, st.st_uid, st.st_gid, atime_ns=st.st_atime_ns,
+                           mtime_ns=st.st_mtime_ns)
+        temp = self.build_copy(dest, attrs,
+                               keep_xattr=lambda name: not name.startswith(self.prefix))
+        try:
+            os.setxattr(temp, self.opaque_xattr, b"y")
+            renameat2(temp, dest, RENAME_EXCHANGE)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+        _remove_tree(temp)
+
+    def rename(self, old: bytes, new: bytes, *, whiteout_old: bool = False,
+               exchange: bool = False) -> None:
+        flags = RENAME_EXCHANGE if exchange else 0
+        if whiteout_old:
+            flags |= RENAME_WHITEOUT
+        if flags:
+            renameat2(self.path(old), self.path(new), flags)
+        else:
+            os.rename(self.path(old), self.path(new))
+
+    def link(self, existing: bytes, relpath: bytes) -> None:
+        os.link(self.path(existing), self.path(relpath), follow_symlinks=False)
+
+    # -- overlay xattrs --------------------------------------------------------------
+
+    def set_opaque(self, relpath: bytes) -> None:
+        os.setxattr(self.path(relpath), self.opaque_xattr, b"y", follow_symlinks=False)
+
+    def set_redirect(self, relpath: bytes, value: bytes) -> None:
+        os.setxattr(self.path(relpath), self.redirect_xattr, value, follow_symlinks=False)
+
+    # -- timestamps ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def times_kept(self, relpath: bytes) -> Iterator[None]:
+        """Leave the times of upper dir ``relpath`` as they were: copy-up is not a
+        change the merged view shows (the kernel restores them too)."""
+        path = self.path(relpath)
+        st = os.lstat(path)
+        try:
+            yield
+        finally:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    # -- durability ------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Flush the upper filesystem (at unmount, as the kernel overlay does)."""
+        if not self.fsync_enabled:
+            return
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _libc.syncfs(fd)
+        finally:
+            os.close(fd)
+
+    def fsync_path(self, relpath: bytes, *, datasync: bool = False) -> None:
+        if not self.fsync_enabled:
+            return
+        fd = os.open(self.path(relpath), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            (os.fdatasync if datasync else os.fsync)(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_tree(path: bytes) -> None:
+    """Remove ``path`` and everything below it, whatever the modes; missing is fine."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+    with os.scandir(path) as entries:
+        children = [os.path.join(path, os.fsencode(entry.name)) for entry in entries]
+    for child in children:
+        _remove_tree(child)
+    os.rmdir(path)
