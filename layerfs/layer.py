@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-
 CONTENT_KEY = "content"
 """Key in ``Layer.extra`` of a layer whose file data arrives on demand (a lazily
 fetched registry layer): an object whose ``ensure(relpath)`` makes the data of the

@@ -1,7 +1,7 @@
 """A lazy layer's directory: every entry with its metadata, regular files sparse.
 
 The unpacker's :class:`~layerfs.unpack.extract.LayerWriter` writes the skeleton
-from the table of contents, so a lazy layer encodes owners, modes, devices,
+from the table of contents (``sparse=True``), so a lazy layer encodes owners, modes, devices,
 xattrs, whiteouts, hard links and implied directories exactly as an unpacked
 one does (sidecar included); only its regular files are sparse, of their real
 size, until :mod:`.content` fills them.
@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from ...sidecar import SIDECAR_NAME
 from ...unpack import LayerCache
@@ -42,33 +42,6 @@ ROOT_NAME = "root"
 PLAN_NAME = "content.json"
 FETCHED_NAME = "fetched.log"
 PLAN_VERSION = 1
-
-
-class _Sparse:
-    """Stands in for a file's data: only its size is known yet."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-class _NoData:
-    """What the writer reads file data from: nothing, only sizes."""
-
-    def extractfile(self, member):  # type: ignore[no-untyped-def]
-        return _Sparse(member.size)
-
-
-class SkeletonWriter(LayerWriter):
-    """The unpacker's writer, making regular files sparse instead of copying data."""
-
-    def _write_file(self, full: bytes, data: BinaryIO | None) -> None:
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            size = getattr(data, "size", 0)
-            if size:
-                os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
 
 
 @dataclass
@@ -143,11 +116,11 @@ class LazyStore:
             root = work / ROOT_NAME
             root.mkdir(mode=0o755)
             os.chmod(root, 0o755)
-            writer = SkeletonWriter(os.fsencode(root), label, privileged=cache.privileged)
-            nodata = _NoData()
+            writer = LayerWriter(os.fsencode(root), label, privileged=cache.privileged,
+                                 sparse=True)
             plan: dict[bytes, FileData] = {}
             for member, data in toc.entries:
-                writer.add(member, nodata)  # type: ignore[arg-type]
+                writer.add(member, None)  # type: ignore[arg-type]  # sparse: reads no data
                 path = entry_path(member.name, label)
                 if member.islnk():
                     source = plan.get(entry_path(member.linkname, label))
