@@ -323,12 +323,15 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(body)
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("connection", "keep-alive")}
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port,
                                                       timeout=30)
                 try:
-                    upstream.request(self.command, self.path, headers=headers)
+                    upstream.putrequest(self.command, self.path, skip_host=True,
+                                        skip_accept_encoding=True)
+                    for key, value in self.headers.items():  # repeated ones too (Accept)
+                        if key.lower() not in ("connection", "keep-alive"):
+                            upstream.putheader(key, value)
+                    upstream.endheaders()
                     response = upstream.getresponse()
                 except OSError:
                     upstream.close()
