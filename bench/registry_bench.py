@@ -118,17 +118,20 @@ def main() -> int:
         umoci_image(layout, "bench", [layer_step(n, args.files, args.big_mb)
                                       for n in range(args.layers)], work)
         (work / "registry").mkdir()
-        with RegistryServer(work / "registry") as registry:
-            # zstd:chunked first: skopeo would reuse the gzip blobs if they were there
+        (work / "registry-gzip").mkdir()
+        # two registries: skopeo reuses blobs of another compression already in a registry
+        with RegistryServer(work / "registry") as registry, \
+                RegistryServer(work / "registry-gzip") as gzip_registry:
             plain = decompressed_copy(layout, "bench", work / "plain")
             subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                             "--dest-compress-format", "zstd:chunked", f"dir:{plain}",
                             f"docker://{registry.host}/bench/chunked:v1"], check=True)
             upload_dir(registry.host, "bench/plain", "v1", plain)
-            push(layout, "bench", f"{registry.host}/bench/gzip:v1")
+            push(layout, "bench", f"{gzip_registry.host}/bench/gzip:v1")
             rate = args.rate * 1e6 if args.rate else None
-            with FaultProxy(registry.port, rate=rate) as proxy:
-                results = run_all(args, work, proxy)
+            with FaultProxy(registry.port, rate=rate) as proxy, \
+                    FaultProxy(gzip_registry.port, rate=rate) as gzip_proxy:
+                results = run_all(args, work, proxy, gzip_proxy)
         report(args, results)
     finally:
         for mnt in work.glob("mnt*"):
@@ -137,8 +140,9 @@ def main() -> int:
     return 0
 
 
-def run_all(args: argparse.Namespace, work: Path, proxy: FaultProxy) -> dict[str, list]:
-    host = proxy.host
+def run_all(args: argparse.Namespace, work: Path, proxy: FaultProxy,
+            gzip_proxy: FaultProxy) -> dict[str, list]:
+    host, gzip_host = proxy.host, gzip_proxy.host
     cat = "layer0/d000/f00000.txt"
     results: dict[str, list] = {}
 
@@ -154,13 +158,13 @@ def run_all(args: argparse.Namespace, work: Path, proxy: FaultProxy) -> dict[str
         cache = fresh(work, "cache")
         add("layerfs pull (gzip)", timed([PY, "-m", "layerfs", "pull", "--quiet", "--insecure",
                                           "--jobs", str(args.jobs), "--cache-dir", str(cache),
-                                          f"{host}/bench/gzip:v1"]))
-        ls, _ = mount_until(f"docker://{host}/bench/gzip:v1", work / "mnt", cache)
+                                          f"{gzip_host}/bench/gzip:v1"]))
+        ls, _ = mount_until(f"docker://{gzip_host}/bench/gzip:v1", work / "mnt", cache)
         add("mount of the pulled image: first ls", ls)
 
         out = fresh(work, "oci")
         copy = timed(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                      f"docker://{host}/bench/gzip:v1", f"oci:{out}:v1"])
+                      f"docker://{gzip_host}/bench/gzip:v1", f"oci:{out}:v1"])
         add("skopeo copy to an OCI layout", copy)
         bundle = fresh(work, "bundle")
         add("skopeo copy + umoci unpack", copy + timed(
@@ -176,8 +180,8 @@ def run_all(args: argparse.Namespace, work: Path, proxy: FaultProxy) -> dict[str
         cache3 = fresh(work, "cache3")
         started = time.monotonic()
         timed([PY, "-m", "layerfs", "pull", "--quiet", "--insecure", "--jobs", str(args.jobs),
-               "--cache-dir", str(cache3), f"{host}/bench/gzip:v1"])
-        ls, cat_time = mount_until(f"docker://{host}/bench/gzip:v1", work / "mnt", cache3,
+               "--cache-dir", str(cache3), f"{gzip_host}/bench/gzip:v1"])
+        ls, cat_time = mount_until(f"docker://{gzip_host}/bench/gzip:v1", work / "mnt", cache3,
                                    cat=cat)
         add("full pull + mount: first ls", time.monotonic() - started - (cat_time - ls))
 

@@ -5,6 +5,7 @@ umoci's unpack of the same image."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from ..images.mounting import mounted, snapshot
 from .conftest import SCRATCH, run
-from .images import push, unpack_reference
+from .images import unpack_reference
 from .servers import FaultProxy, RegistryServer
 from .upload import decompressed_copy, upload_dir
 
@@ -24,9 +25,10 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev
 
 
 @pytest.fixture(scope="module")
-def lazy_registry(layouts: Path) -> Iterator[RegistryServer]:
-    """test/chunked:v1 (zstd:chunked, by skopeo), test/plain:v1 (uncompressed layers),
-    test/gzip:v1 (gzip): the same three-layer image."""
+def lazy_registry(layouts: Path, registry: RegistryServer) -> Iterator[RegistryServer]:
+    """test/chunked:v1 (zstd:chunked, by skopeo) and test/plain:v1 (uncompressed layers):
+    the three-layer image of ``registry``'s test/multi:v1 (gzip). A registry of their own:
+    skopeo would otherwise reuse the gzip blobs instead of pushing zstd:chunked ones."""
     work = Path(tempfile.mkdtemp(prefix="layerfs-registry-lazy-", dir=SCRATCH))
     try:
         with RegistryServer(work) as server:
@@ -36,7 +38,11 @@ def lazy_registry(layouts: Path) -> Iterator[RegistryServer]:
                             f"docker://{server.host}/test/chunked:v1"], check=True,
                            capture_output=True, timeout=300)
             upload_dir(server.host, "test/plain", "v1", plain)
-            push(layouts, "multi", f"{server.host}/test/gzip:v1")
+            for repo, media_type in (("test/chunked:v1", "tar+zstd"), ("test/plain:v1", "tar")):
+                layers = json.loads(run_skopeo_inspect(server.host, repo))["layers"]
+                assert all(layer["mediaType"].endswith(media_type) for layer in layers), repo
+            layers = json.loads(run_skopeo_inspect(registry.host, "test/multi:v1"))["layers"]
+            assert all(layer["mediaType"].endswith("tar+gzip") for layer in layers)
             yield server
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -103,9 +109,9 @@ def walk_names(root: Path) -> Iterator[str]:
             yield os.path.relpath(full, root)
 
 
-def test_lazy_mount_of_gzip_layers_pulls_them_whole(lazy_registry, expected, workdir):
+def test_lazy_mount_of_gzip_layers_pulls_them_whole(registry, expected, workdir):
     cache = workdir / "cache"
-    ref = f"docker://{lazy_registry.host}/test/gzip:v1"
+    ref = f"docker://{registry.host}/test/multi:v1"
     with mounted(ref, workdir / "mnt", "--lazy", "--insecure", "--cache-dir",
                  str(cache)) as mnt:
         assert snapshot(mnt) == expected
@@ -133,7 +139,6 @@ def test_wrong_file_data_is_an_io_error_not_wrong_content(lazy_registry, layouts
                         "--dest-compress-format", "zstd:chunked", f"dir:{plain}",
                         f"docker://{server.host}/test/chunked:v1"], check=True,
                        capture_output=True, timeout=300)
-        import json
         manifest = json.loads(run_skopeo_inspect(server.host, "test/chunked:v1"))
         top = manifest["layers"][2]  # config.ini and only.txt
         blob = server.blob_path(top["digest"])
