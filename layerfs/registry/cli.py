@@ -37,8 +37,8 @@ def register(commands: "argparse._SubParsersAction") -> None:
         group = add_remote_arguments(mount)
         group.add_argument("--lazy", action="store_true",
                            help="mount once the tables of contents are fetched and fetch "
-                                "file data on first open (zstd:chunked and uncompressed "
-                                "layers; other layers are pulled whole first)")
+                                "file data on first open (zstd:chunked, eStargz and "
+                                "uncompressed layers; other layers are pulled whole first)")
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> "argparse._ArgumentGroup":

@@ -5,6 +5,7 @@ umoci's unpack of the same image."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -177,3 +178,78 @@ def _frame_of(blob: bytearray, content: bytes, zstandard) -> int:  # type: ignor
             return (start + (end if end != -1 else len(blob))) // 2
         start = end
     raise AssertionError("frame not found")
+
+
+# -- eStargz --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def estargz_registry(layouts: Path) -> Iterator[RegistryServer]:
+    """test/estargz:v1: the three-layer image with eStargz layers (files over 256 KiB in
+    chunks), made by the tests' writer after the eStargz spec."""
+    from .estargz import TOC_DIGEST_ANNOTATION, to_estargz
+    from .upload import upload_image
+    work = Path(tempfile.mkdtemp(prefix="layerfs-registry-estargz-", dir=SCRATCH))
+    try:
+        with RegistryServer(work) as server:
+            plain = decompressed_copy(layouts, "multi", work / "plain")
+            manifest = json.loads((plain / "manifest.json").read_text())
+            config = json.loads((plain / manifest["config"]["digest"][7:]).read_text())
+            layers, diff_ids = [], []
+            for layer in manifest["layers"]:
+                blob, toc_digest, diff_id = to_estargz((plain / layer["digest"][7:]).read_bytes())
+                layers.append((blob, "application/vnd.oci.image.layer.v1.tar+gzip",
+                               {TOC_DIGEST_ANNOTATION: toc_digest}))
+                diff_ids.append(diff_id)
+            config["rootfs"]["diff_ids"] = diff_ids
+            upload_image(server.host, "test/estargz", "v1", json.dumps(config).encode(), layers)
+            yield server
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_lazy_estargz_equals_a_full_pull(estargz_registry, expected, workdir):
+    server = estargz_registry
+    with FaultProxy(server.port) as proxy:
+        ref = f"docker://{proxy.host}/test/estargz:v1"
+        with mounted(ref, workdir / "lazy", "--lazy", "--insecure", "--cache-dir",
+                     str(workdir / "c1")) as mnt:
+            assert [r for r in proxy.log if "/blobs/sha256" in r.path and not r.range
+                    and r.sent > 4096] == []  # no whole layer, only the config
+            before = len(data_requests(proxy))
+            assert (mnt / "app" / "config.ini").read_text() == "[app]\nkey = value\n"
+            assert len(data_requests(proxy)) == before + 1
+            big = (mnt / "app" / "data.bin").read_bytes()  # 2 MiB: eight chunks
+            assert len(data_requests(proxy)) == before + 1 + 8
+            lazy_tree = snapshot(mnt)
+        assert hashlib.sha256(big).hexdigest() == expected["app/data.bin"][-1]
+    with mounted(f"docker://{server.host}/test/estargz:v1", workdir / "full", "--insecure",
+                 "--cache-dir", str(workdir / "c2")) as mnt:
+        full_tree = snapshot(mnt)
+    assert lazy_tree == full_tree  # stargz.index.json included, as a full pull shows it
+    assert {k: v for k, v in lazy_tree.items() if k != "stargz.index.json"} == expected
+
+
+def test_lazy_estargz_wrong_chunk_is_an_io_error(estargz_registry, layouts, workdir):
+    from .estargz import TOC_DIGEST_ANNOTATION, to_estargz
+    from .upload import upload_image
+    work = workdir / "own"
+    work.mkdir()
+    with RegistryServer(work) as server:
+        plain = decompressed_copy(layouts, "multi", workdir / "plain")
+        manifest = json.loads((plain / "manifest.json").read_text())
+        tar = (plain / manifest["layers"][1]["digest"][7:]).read_bytes()  # app/data.bin
+        blob, toc_digest, diff_id = to_estargz(tar)
+        config = {"architecture": "amd64", "os": "linux",
+                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+        layer = upload_image(server.host, "test/bad", "v1", json.dumps(config).encode(),
+                             [(blob, "application/vnd.oci.image.layer.v1.tar+gzip",
+                               {TOC_DIGEST_ANNOTATION: toc_digest})])["layers"][0]
+        stored = server.blob_path(layer["digest"])
+        data = bytearray(stored.read_bytes())
+        data[len(data) // 3] ^= 0x01  # inside a chunk of data.bin
+        stored.write_bytes(bytes(data))
+        with mounted(f"docker://{server.host}/test/bad:v1", workdir / "mnt", "--lazy",
+                     "--insecure", "--cache-dir", str(workdir / "cache")) as mnt:
+            with pytest.raises(OSError) as failure:
+                (mnt / "app" / "data.bin").read_bytes()
+            assert failure.value.errno == 5  # EIO, never wrong data

@@ -50,3 +50,25 @@ def _request(host: str, method: str, path: str, body: bytes, headers: dict, expe
         assert response.status == 201, ("PUT blob", response.status)
     finally:
         conn.close()
+
+
+def upload_image(host: str, repository: str, tag: str, config: bytes,
+                 layers: list[tuple[bytes, str, dict]]) -> dict:
+    """Upload a config and layer blobs (data, media type, annotations) and their manifest."""
+    import hashlib
+
+    def descriptor(data: bytes, media_type: str, annotations: dict | None = None) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        _request(host, "POST", f"/v2/{repository}/blobs/uploads/", b"", {}, 202, upload=data,
+                 digest=digest)
+        result = {"mediaType": media_type, "digest": digest, "size": len(data)}
+        if annotations:
+            result["annotations"] = annotations
+        return result
+
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptor(config, "application/vnd.oci.image.config.v1+json"),
+                "layers": [descriptor(*layer) for layer in layers]}
+    _request(host, "PUT", f"/v2/{repository}/manifests/{tag}", json.dumps(manifest).encode(),
+             {"Content-Type": manifest["mediaType"]}, 201)
+    return manifest

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import threading
+import zlib
 
 from ...backing import open_beneath
 from ..client import RegistryClient
@@ -26,6 +27,51 @@ from .toc import FileData
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+
+
+class _Gunzip:
+    """Readable decompression of concatenated gzip members (eStargz ranges)."""
+
+    def __init__(self, raw) -> None:  # type: ignore[no-untyped-def]
+        self.raw = raw
+        self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.buffer = b""
+        self.done = False
+
+    def read(self, size: int) -> bytes:
+        while len(self.buffer) < size and not self.done:
+            compressed = self.decoder.unused_data or self.raw.read(CHUNK)
+            if self.decoder.eof:
+                self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if not compressed:
+                self.done = True
+                break
+            try:
+                self.buffer += self.decoder.decompress(compressed)
+            except zlib.error as exc:
+                raise RegistryError(f"corrupt gzip data ({exc})") from None
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+
+def decoded(raw, encoding: str):  # type: ignore[no-untyped-def]
+    """A reader of the decoded bytes of a range."""
+    if encoding == "plain":
+        return raw
+    if encoding == "gzip":
+        return _Gunzip(raw)
+    if encoding == "zstd":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    raise RegistryError(f"unknown encoding {encoding}")
+
+
+def _skip(reader, count: int, what: str) -> None:  # type: ignore[no-untyped-def]
+    while count:
+        chunk = reader.read(min(CHUNK, count))
+        if not chunk:
+            raise RegistryError(f"{what}: the blob ends before the file's data")
+        count -= len(chunk)
 
 
 class LazyContent:
@@ -96,33 +142,47 @@ class LazyContent:
         self.fetches += 1
 
     def _write(self, fd: int, data: FileData, what: str) -> None:
-        digest = hashlib.sha256()
+        whole = hashlib.sha256()
         written = 0
-        with self.client.open_blob(self.lazy.blob_digest, data.start, data.end - 1,
-                                   what=what) as response:
-            if response.status != 206:
-                raise RegistryError(f"{what}: the registry does not serve ranges")
-            source = response
-            if data.encoding == "zstd":
-                import zstandard
-                source = zstandard.ZstdDecompressor().stream_reader(
-                    response, read_across_frames=True)  # type: ignore[assignment]
-            while written <= data.size:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
-                os.pwrite(fd, chunk, written)
-                digest.update(chunk)
-                written += len(chunk)
+        for part in data.parts:
+            piece = hashlib.sha256()
+            with self.client.open_blob(self.lazy.blob_digest, part.start, part.end - 1,
+                                       what=what) as response:
+                if response.status != 206:
+                    raise RegistryError(f"{what}: the registry does not serve ranges")
+                reader = decoded(response, data.encoding)
+                _skip(reader, part.skip, what)
+                remaining = part.size
+                while remaining:
+                    chunk = reader.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise RegistryError(f"{what}: the blob ends {remaining} bytes short "
+                                            "of what the table of contents says")
+                    os.pwrite(fd, chunk, written)
+                    whole.update(chunk)
+                    piece.update(chunk)
+                    written += len(chunk)
+                    remaining -= len(chunk)
+            if part.digest.startswith("sha256:") and \
+                    "sha256:" + piece.hexdigest() != part.digest:
+                self._punch(fd, data.size)
+                raise RegistryError(f"{what}: digest mismatch of the part at {part.start}: the "
+                                    f"table of contents says {part.digest}, the data is "
+                                    f"sha256:{piece.hexdigest()}")
         if written != data.size:
+            self._punch(fd, data.size)
             raise RegistryError(f"{what}: got {written} bytes, the table of contents "
                                 f"says {data.size}")
-        if data.digest and data.digest.startswith("sha256:") and \
-                "sha256:" + digest.hexdigest() != data.digest:
-            os.ftruncate(fd, 0)
-            os.ftruncate(fd, data.size)  # back to a hole: never serve wrong data
+        if data.digest.startswith("sha256:") and "sha256:" + whole.hexdigest() != data.digest:
+            self._punch(fd, data.size)
             raise RegistryError(f"{what}: digest mismatch: the table of contents says "
-                                f"{data.digest}, the data is sha256:{digest.hexdigest()}")
+                                f"{data.digest}, the data is sha256:{whole.hexdigest()}")
+
+    @staticmethod
+    def _punch(fd: int, size: int) -> None:
+        """Back to a hole of the right size: wrong data is never served."""
+        os.ftruncate(fd, 0)
+        os.ftruncate(fd, size)
 
     def _note(self, relpath: bytes) -> None:
         self.fetched.add(relpath)

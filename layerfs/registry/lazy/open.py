@@ -1,7 +1,7 @@
 """``layerfs mount --lazy docker://...``: the image as layers, most of them not fetched.
 
 Per layer, in parallel: a layer already in the layer cache is used as is; a
-zstd:chunked or uncompressed layer gets a skeleton from its table of contents
+zstd:chunked, eStargz or uncompressed layer gets a skeleton from its table of contents
 (reused when already built) and fetches file data on first open; any other
 layer is pulled whole into the layer cache, as ``layerfs pull`` does.
 """

@@ -8,6 +8,9 @@ holds it, how it is encoded, and its digest when the format has one.
 - zstd:chunked: the TOC ("manifest") is a zstd frame at the position the layer
   descriptor's annotation gives, verified against the checksum annotation;
   each file's data is a run of zstd frames with the sha256 of its content.
+- eStargz: the TOC is the last tar entry in its own gzip member, found by the
+  footer, verified against the ``toc.digest`` annotation; each file's data is
+  one or more gzip members (chunks), each with its sha256.
 - uncompressed tar: the tar headers, read through a seekable range reader
   (tarfile skips file data by seeking), each file's data is a plain range.
 """
@@ -15,11 +18,13 @@ holds it, how it is encoded, and its digest when the format has one.
 from __future__ import annotations
 
 import base64
+import bisect
 import calendar
 import io
 import json
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 
 from ...unpack.digests import parse_digest
@@ -31,6 +36,9 @@ from ..resolve import RemoteLayer
 ZSTD_CHUNKED_PREFIXES = ("io.github.containers.zstd-chunked.", "io.containers.zstd-chunked.")
 TAR_MEDIA_TYPES = frozenset({"application/vnd.oci.image.layer.v1.tar",
                              "application/vnd.docker.image.rootfs.diff.tar"})
+ESTARGZ_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
+ESTARGZ_TOC_NAME = "stargz.index.json"
+ESTARGZ_FOOTER = 51
 MAX_TOC = 256 << 20
 RANGE_BLOCK = 256 << 10
 _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
@@ -40,23 +48,42 @@ _TOC_TYPES = {"reg": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile
 
 
 @dataclass(frozen=True)
-class FileData:
-    """Where a regular file's data is in the blob: bytes [start, end) in ``encoding``."""
+class Part:
+    """One piece of a file's data: blob bytes [start, end), decoded, then ``skip``
+    bytes dropped and ``size`` bytes taken."""
     start: int
     end: int
     size: int
-    encoding: str
-    """"plain" (the range is the data) or "zstd" (the range is zstd frames of it)."""
+    skip: int = 0
     digest: str = ""
-    """sha256 of the data, when the format records it."""
+    """sha256 of this piece, when the format records it (eStargz chunks)."""
+
+
+@dataclass(frozen=True)
+class FileData:
+    """Where a regular file's data is in the blob."""
+    size: int
+    encoding: str
+    """How each part's range is encoded: "plain", "gzip" or "zstd"."""
+    parts: tuple[Part, ...]
+    digest: str = ""
+    """sha256 of the whole data, when the format records it."""
+
+    @classmethod
+    def single(cls, start: int, end: int, size: int, encoding: str,
+               digest: str = "") -> "FileData":
+        return cls(size, encoding, (Part(start, end, size),), digest)
 
     def to_json(self) -> list:
-        return [self.start, self.end, self.size, self.encoding, self.digest]
+        return [self.size, self.encoding, self.digest,
+                [[p.start, p.end, p.size, p.skip, p.digest] for p in self.parts]]
 
     @classmethod
     def from_json(cls, value: list) -> "FileData":
-        start, end, size, encoding, digest = value
-        return cls(int(start), int(end), int(size), str(encoding), str(digest))
+        size, encoding, digest, parts = value
+        return cls(int(size), str(encoding),
+                   tuple(Part(int(a), int(b), int(c), int(d), str(e)) for a, b, c, d, e in parts),
+                   str(digest))
 
 
 @dataclass
@@ -67,9 +94,12 @@ class Toc:
 
 
 def lazy_kind(layer: RemoteLayer) -> str | None:
-    """How a layer can be mounted lazily: "zstd:chunked", "tar", or None (pull it whole)."""
+    """How a layer can be mounted lazily: "zstd:chunked", "estargz", "tar", or None (pull
+    it whole)."""
     if _zstd_chunked_annotation(layer, "manifest-position"):
         return "zstd:chunked"
+    if layer.annotations.get(ESTARGZ_TOC_DIGEST) and layer.size > ESTARGZ_FOOTER:
+        return "estargz"
     if layer.media_type in TAR_MEDIA_TYPES:
         return "tar"
     return None
@@ -80,6 +110,8 @@ def read_toc(client: RegistryClient, layer: RemoteLayer, what: str) -> Toc | Non
     kind = lazy_kind(layer)
     if kind == "zstd:chunked":
         return _zstd_chunked_toc(client, layer, what)
+    if kind == "estargz":
+        return _estargz_toc(client, layer, what)
     if kind == "tar":
         return _tar_toc(client, layer, what)
     return None
@@ -127,9 +159,100 @@ def _zstd_chunked_toc(client: RegistryClient, layer: RemoteLayer, what: str) -> 
             start, end = int(entry.get("offset") or 0), int(entry.get("endOffset") or 0)
             if not 0 <= start < end <= layer.size:
                 raise RegistryError(f"{what}: entry '{member.name}' has no valid data range")
-            data = FileData(start, end, member.size, "zstd", str(entry.get("digest") or ""))
+            data = FileData.single(start, end, member.size, "zstd",
+                                   str(entry.get("digest") or ""))
         toc.entries.append((member, data))
     return toc
+
+
+# -- eStargz --------------------------------------------------------------------------------
+
+def _estargz_toc(client: RegistryClient, layer: RemoteLayer, what: str) -> Toc | None:
+    """eStargz (docs/estargz.md of containerd/stargz-snapshotter): a 51-byte gzip footer
+    whose extra field holds the TOC's offset; the TOC is the last tar entry,
+    ``stargz.index.json``, in its own gzip member, its sha256 in the layer's annotation."""
+    end = layer.size - ESTARGZ_FOOTER
+    with client.open_blob(layer.digest, end, layer.size - 1, what=what) as response:
+        footer = response.read_all(ESTARGZ_FOOTER)
+    toc_offset = _estargz_toc_offset(footer)
+    if toc_offset is None or not 0 <= toc_offset < end or end - toc_offset > MAX_TOC:
+        return None  # not eStargz after all: pull it whole
+    with client.open_blob(layer.digest, toc_offset, end - 1, what=what) as response:
+        compressed = response.read_all(end - toc_offset)
+    try:
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(compressed, MAX_TOC + 4096)
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:", encoding="utf-8",
+                          errors="surrogateescape") as tar:
+            toc_member = tar.next()
+            if toc_member is None or toc_member.name != ESTARGZ_TOC_NAME:
+                raise RegistryError(f"{what}: the eStargz TOC entry is missing")
+            toc_bytes = stream[toc_member.offset_data:toc_member.offset_data + toc_member.size]
+    except (zlib.error, tarfile.TarError) as exc:
+        raise RegistryError(f"{what}: unreadable eStargz TOC ({exc})") from None
+    expected = str(layer.annotations[ESTARGZ_TOC_DIGEST])
+    algorithm, _ = parse_digest(expected, f"{what}: eStargz TOC digest")
+    if digest_of(toc_bytes, algorithm) != expected:
+        raise RegistryError(f"{what}: eStargz TOC digest mismatch: the descriptor says "
+                            f"{expected}, the TOC is {digest_of(toc_bytes, algorithm)}")
+    try:
+        document = json.loads(toc_bytes)
+    except ValueError as exc:
+        raise RegistryError(f"{what}: the eStargz TOC is not JSON ({exc})") from None
+    entries = [e for e in document.get("entries") or [] if isinstance(e, dict)]
+    offsets = sorted({int(e["offset"]) for e in entries if e.get("offset")} | {toc_offset})
+    toc = Toc("estargz")
+    current: list | None = None  # [member, size, digest, parts] of the file being chunked
+
+    def finish() -> None:
+        if current is not None:
+            member, size, digest, parts = current
+            toc.entries.append((member, FileData(size, "gzip", tuple(parts), digest)))
+
+    for entry in entries:
+        if entry.get("type") == "chunk":
+            if current is None:
+                raise RegistryError(f"{what}: eStargz chunk of '{entry.get('name')}' "
+                                    "without its file")
+            current[3].append(_estargz_part(entry, current[1], offsets, what))
+            continue
+        finish()
+        current = None
+        member = tarinfo_of(entry, what)
+        if member.isreg() and member.size:
+            current = [member, member.size, str(entry.get("digest") or ""),
+                       [_estargz_part(entry, member.size, offsets, what)]]
+        else:
+            toc.entries.append((member, None))
+    finish()
+    # The TOC is a file of the layer too (a full pull shows it): serve it from its member.
+    toc.entries.append((toc_member, FileData(
+        toc_member.size, "gzip", (Part(toc_offset, end, toc_member.size,
+                                       toc_member.offset_data),), expected)))
+    return toc
+
+
+def _estargz_toc_offset(footer: bytes) -> int | None:
+    # gzip header (10) + XLEN (2) + 'S' 'G' + LEN (2) + "%016xSTARGZ" (22)
+    if len(footer) != ESTARGZ_FOOTER or footer[:2] != b"\x1f\x8b" or not footer[3] & 0x04:
+        return None
+    subfield = footer[16:38]
+    if footer[12:14] != b"SG" or not subfield.endswith(b"STARGZ"):
+        return None
+    try:
+        return int(subfield[:16], 16)
+    except ValueError:
+        return None
+
+
+def _estargz_part(entry: dict, file_size: int, offsets: list[int], what: str) -> Part:
+    start = int(entry.get("offset") or 0)
+    position = bisect.bisect_right(offsets, start)
+    if not start or position >= len(offsets):
+        raise RegistryError(f"{what}: eStargz entry '{entry.get('name')}' has no valid offset")
+    chunk_offset = int(entry.get("chunkOffset") or 0)
+    size = int(entry.get("chunkSize") or 0) or file_size - chunk_offset
+    return Part(start, offsets[position], size, int(entry.get("innerOffset") or 0),
+                str(entry.get("chunkDigest") or ""))
 
 
 def tarinfo_of(entry: dict, what: str) -> tarfile.TarInfo:
@@ -245,8 +368,9 @@ def _tar_toc(client: RegistryClient, layer: RemoteLayer, what: str) -> Toc | Non
                     return None  # GNU sparse data is not one range: pull it whole
                 data = None
                 if member.isreg() and member.size:
-                    data = FileData(member.offset_data, member.offset_data + member.size,
-                                    member.size, "plain")
+                    data = FileData.single(member.offset_data,
+                                           member.offset_data + member.size, member.size,
+                                           "plain")
                 toc.entries.append((member, data))
     except tarfile.TarError as exc:
         raise RegistryError(f"{what}: not a valid tar archive ({exc})") from None
