@@ -3,7 +3,8 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 # Build and run needs; the rest are the references the tests compare against.
 APT_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr \
-               fuse-overlayfs umoci skopeo docker-registry apache2-utils openssl
+               fuse-overlayfs umoci skopeo docker.io podman docker-registry apache2-utils \
+               openssl
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test clean
