@@ -253,3 +253,41 @@ def test_lazy_estargz_wrong_chunk_is_an_io_error(estargz_registry, layouts, work
             with pytest.raises(OSError) as failure:
                 (mnt / "app" / "data.bin").read_bytes()
             assert failure.value.errno == 5  # EIO, never wrong data
+
+
+def test_lazy_skeleton_as_an_unprivileged_unpack_would_write_it(lazy_registry, expected,
+                                                                 workdir):
+    """Without root the skeleton keeps owners and modes in its sidecar, as an unpacked
+    layer does: the index shows them, and the data fetched into it is right."""
+    import stat
+
+    from layerfs.index import PathIndex
+    from layerfs.registry.lazy.open import open_lazy
+    from layerfs.registry.pull import RemoteOptions
+    from layerfs.registry.reference import parse_reference
+    from layerfs.unpack import LayerCache
+
+    cache = LayerCache(workdir / "cache", privileged=False)
+    image = open_lazy(parse_reference(f"{lazy_registry.host}/test/chunked:v1"),
+                      RemoteOptions(insecure=True), cache)
+    assert all(layer.extra.get("lazy") == "zstd:chunked" for layer in image.layers)
+    index = PathIndex(image.layers)
+    seen = {}
+    for path, node in index.walk():
+        if not path:
+            continue
+        name = os.fsdecode(path)
+        kind = stat.S_IFMT(node.mode)
+        if stat.S_ISREG(node.mode):
+            layer, relpath = index.backing(node)
+            layer.ensure_content(relpath)
+            detail = hashlib.sha256(Path(os.fsdecode(layer.path_of(relpath))).read_bytes()
+                                    ).hexdigest()
+            size = node.size
+        elif stat.S_ISLNK(node.mode):
+            layer, relpath = index.backing(node)
+            detail, size = os.fsdecode(os.readlink(layer.path_of(relpath))), 0
+        else:
+            detail, size = None, 0
+        seen[name] = (kind, stat.S_IMODE(node.mode), node.uid, node.gid, size, detail)
+    assert seen == expected
