@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .. import __version__
-from .errors import Cancelled, TransientError
+from .errors import Cancelled, RegistryError, TransientError
 
 USER_AGENT = f"layerfs/{__version__}"
 DEFAULT_TIMEOUT = 30.0
@@ -107,7 +107,7 @@ class Response:
         data = self.raw.read(limit + 1)
         if len(data) > limit:
             self.close()
-            raise TransientError(f"{self.url}: response larger than {limit} bytes")
+            raise RegistryError(f"{self.url}: response larger than {limit} bytes")
         self.close()
         return data
 

@@ -41,12 +41,6 @@ class Reference:
         return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
 
     @property
-    def is_loopback(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") \
-            else self.registry.partition("]")[0] + "]"
-        return host in ("localhost", "[::1]") or host.startswith("127.")
-
-    @property
     def manifest_ref(self) -> str:
         """What to ask the manifests endpoint for: the digest if given, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
