@@ -206,3 +206,17 @@ def test_multi_arch_index_picks_the_platform(registry, layouts, workdir):
     assert missing.returncode == 1
     assert "no image for platform linux/s390x" in missing.stderr
     assert "linux/amd64" in missing.stderr and "linux/arm64" in missing.stderr
+
+
+def test_pulled_layers_are_kept_by_cache_prune(registry, workdir):
+    cache = str(workdir / "cache")
+    ref = f"{registry.host}/test/multi:v1"
+    assert run("pull", "--insecure", "--cache-dir", cache, ref).returncode == 0
+    listing = run("cache", "ls", "--cache-dir", cache)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.count(f"docker://{ref}") == 3  # each layer names the image
+    pruned = run("cache", "prune", "--cache-dir", cache)
+    assert pruned.returncode == 0 and "removed 0 layers" in pruned.stdout
+    assert len(cached_layers(workdir / "cache")) == 3
+    everything = run("cache", "prune", "--all", "--cache-dir", cache)
+    assert "removed 3 layers" in everything.stdout
