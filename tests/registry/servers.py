@@ -298,6 +298,7 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no delayed-ACK stalls between small writes
 
             def log_message(self, *args: object) -> None:
                 pass

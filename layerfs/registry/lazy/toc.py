@@ -40,7 +40,8 @@ ESTARGZ_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
 ESTARGZ_TOC_NAME = "stargz.index.json"
 ESTARGZ_FOOTER = 51
 MAX_TOC = 256 << 20
-RANGE_BLOCK = 256 << 10
+RANGE_BLOCK = 64 << 10
+MAX_READ_AHEAD = 4 << 20
 _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 _TOC_TYPES = {"reg": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
               "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE,
@@ -296,7 +297,11 @@ def _timestamp(text: str) -> float:
 # -- uncompressed tar ----------------------------------------------------------------------
 
 class RangeReader(io.RawIOBase):
-    """A seekable read-only view of a blob, fetched in blocks by range requests."""
+    """A seekable read-only view of a blob, fetched by range requests with read-ahead.
+
+    Reading on where the last fetch ended (tar headers of small files, one after
+    the other) doubles the read-ahead, up to ``MAX_READ_AHEAD``; a seek past it (over
+    a large file's data) starts again from ``block``."""
 
     def __init__(self, client: RegistryClient, digest: str, size: int, what: str,
                  block: int = RANGE_BLOCK) -> None:
@@ -306,9 +311,11 @@ class RangeReader(io.RawIOBase):
         self.size = size
         self.what = what
         self.block = block
+        self.read_ahead = block
         self.position = 0
         self.requests = 0
-        self._cache: dict[int, bytes] = {}
+        self._segments: list[tuple[int, bytes]] = []
+        self._fetched_to = -1
 
     def readable(self) -> bool:
         return True
@@ -324,33 +331,44 @@ class RangeReader(io.RawIOBase):
         self.position = max(0, base + offset)
         return self.position
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        if self.position >= self.size:
-            return 0
-        index = self.position // self.block
-        data = self._block(index)
-        start = self.position - index * self.block
-        count = min(len(buffer), len(data) - start)
-        buffer[:count] = data[start:start + count]
-        self.position += count
-        return count
+    def read(self, size: int | None = -1) -> bytes:
+        """Exactly ``size`` bytes unless the blob ends first (tarfile takes a short read
+        for the end of the archive)."""
+        if size is None or size < 0:
+            size = self.size - self.position
+        pieces = []
+        while size > 0 and self.position < self.size:
+            start, data = self._segment(self.position)
+            piece = data[self.position - start:self.position - start + size]
+            pieces.append(piece)
+            self.position += len(piece)
+            size -= len(piece)
+        return b"".join(pieces)
 
-    def _block(self, index: int) -> bytes:
-        data = self._cache.get(index)
-        if data is None:
-            start = index * self.block
-            end = min(start + self.block, self.size) - 1
-            with self.client.open_blob(self.digest, start, end, what=self.what) as response:
-                if response.status != 206 and start:
-                    raise RegistryError(f"{self.what}: the registry does not serve ranges")
-                data = response.read_all(self.block if response.status == 206 else self.size)
-            if response.status == 200:
-                data = data[start:end + 1]
-            self.requests += 1
-            if len(self._cache) >= 8:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[index] = data
-        return data
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _segment(self, position: int) -> tuple[int, bytes]:
+        for start, data in self._segments:
+            if start <= position < start + len(data):
+                return start, data
+        if self._fetched_to <= position < self._fetched_to + self.read_ahead:
+            self.read_ahead = min(self.read_ahead * 2, MAX_READ_AHEAD)
+        else:
+            self.read_ahead = self.block
+        end = min(position + self.read_ahead, self.size) - 1
+        with self.client.open_blob(self.digest, position, end, what=self.what) as response:
+            if response.status != 206:
+                raise RegistryError(f"{self.what}: the registry does not serve ranges")
+            data = response.read_all(end - position + 1)
+        if not data:
+            raise RegistryError(f"{self.what}: empty answer to a range request")
+        self.requests += 1
+        self._fetched_to = position + len(data)
+        self._segments = [*self._segments[-3:], (position, data)]
+        return position, data
 
 
 def _tar_toc(client: RegistryClient, layer: RemoteLayer, what: str) -> Toc | None:
