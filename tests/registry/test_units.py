@@ -134,3 +134,63 @@ def test_backoff_grows_and_is_capped():
     assert all(d <= 4.0 * 1.25 for d in delays)
     assert delays[3] >= 4.0 * 0.75
     assert policy.delay(1, "3") == 3.0
+
+
+class _BytesBlob:
+    """A blob in memory answering range requests as a registry does (for the reader alone)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ranges: list[tuple[int, int]] = []
+
+    def open_blob(self, digest, start=0, end=None, *, what):  # type: ignore[no-untyped-def]
+        blob = self
+
+        class Response:
+            status = 206
+
+            def read_all(self, limit: int) -> bytes:
+                return blob.data[start:end + 1][:limit]
+
+            def __enter__(self):  # type: ignore[no-untyped-def]
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        self.ranges.append((start, end))
+        return Response()
+
+
+def test_tar_toc_read_by_ranges_matches_tarfile():
+    import io
+    import random
+    import tarfile
+
+    from layerfs.registry.lazy.toc import _tar_toc
+    from layerfs.registry.resolve import RemoteLayer
+
+    rng = random.Random(7)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for number in range(600):
+            name = f"dir{number % 7}/" + "long-name-" * rng.randrange(0, 30) + f"{number}"
+            info = tarfile.TarInfo(name)
+            data = rng.randbytes(rng.choice([0, 10, 700, 5000, 70000, 300000]))
+            info.size = len(data)
+            info.pax_headers = {"SCHILY.xattr.user.n": str(number) * rng.randrange(1, 200)}
+            tar.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    blob = _BytesBlob(data)
+    layer = RemoteLayer(0, {"digest": "sha256:" + "0" * 64, "size": len(data),
+                            "mediaType": "application/vnd.oci.image.layer.v1.tar"}, "", "")
+    toc = _tar_toc(blob, layer, "test")  # type: ignore[arg-type]
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = tar.getmembers()
+    assert [m.name for m, _ in toc.entries] == [m.name for m in members]
+    for (member, file_data), reference in zip(toc.entries, members, strict=True):
+        assert member.pax_headers == reference.pax_headers
+        if reference.size:
+            part = file_data.parts[0]
+            assert (part.start, part.size) == (reference.offset_data, reference.size)
+    assert len(blob.ranges) < 40  # read-ahead: far fewer requests than entries
