@@ -79,6 +79,22 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _fatal(exc: Exception, what: str, url: str) -> Exception:
+    """A failure no retry cures, as one line naming what was asked for."""
+    host = urllib.parse.urlsplit(url).netloc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return RegistryError(f"{what}: TLS certificate of {host} not trusted "
+                             f"({exc.verify_message}); --insecure skips verification")
+    if isinstance(exc, ssl.SSLError):
+        return RegistryError(f"{what}: TLS handshake with {host} failed ({exc.reason}); "
+                             "a registry without TLS needs --insecure")
+    if isinstance(exc, socket.gaierror):
+        return RegistryError(f"{what}: cannot resolve {host} ({exc.strerror})")
+    if isinstance(exc, (OSError, http.client.HTTPException)):
+        return RegistryError(f"{what}: {host}: {describe_failure(exc)}")
+    return exc
+
+
 class Response:
     """A response whose body is read on demand; its connection is reused once it is read."""
 
@@ -171,7 +187,7 @@ class HttpClient:
                 response = self._follow(method, url, dict(headers or {}), body)
             except Exception as exc:
                 if not is_transient(exc):
-                    raise
+                    raise _fatal(exc, what, url) from None
                 failure, retry_after = describe_failure(exc), None
             else:
                 if response.status not in retry_status:

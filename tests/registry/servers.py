@@ -59,7 +59,7 @@ class RegistryServer:
     """docker-registry serving ``storage`` on 127.0.0.1:``port``."""
 
     def __init__(self, workdir: Path, *, htpasswd: dict[str, str] | None = None,
-                 token: "TokenServer | None" = None) -> None:
+                 token: "TokenServer | None" = None, tls: bool = False) -> None:
         if REGISTRY_BINARY is None:
             raise RuntimeError("docker-registry is not installed")
         self.workdir = workdir
@@ -72,6 +72,14 @@ class RegistryServer:
                  "storage:", "  filesystem:", f"    rootdirectory: {self.storage}",
                  "  delete:", "    enabled: true", "http:", f"  addr: 127.0.0.1:{self.port}",
                  "  secret: layerfs-tests"]
+        self.certificate: Path | None = None
+        if tls:  # a self-signed certificate for 127.0.0.1, also its own CA
+            self.certificate, key = workdir / "registry.crt", workdir / "registry.key"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", str(key), "-out", str(self.certificate), "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            lines += ["  tls:", f"    certificate: {self.certificate}", f"    key: {key}"]
         if htpasswd:
             path = workdir / "htpasswd"
             path.write_text("".join(_htpasswd_line(u, p) for u, p in htpasswd.items()))

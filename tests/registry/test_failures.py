@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -231,3 +232,38 @@ def test_bad_reference_is_a_usage_error():
     result = run("pull", "127.0.0.1:5000/Bad_Name:v1")
     assert result.returncode == 2
     assert "not a valid repository name component" in result.stderr
+
+
+def test_plain_http_registry_needs_insecure(registry, workdir):
+    ref = f"{registry.host}/test/multi:v1"
+    result = run("pull", "--cache-dir", str(workdir / "cache"), ref)
+    assert result.returncode == 1
+    assert f"{ref}: manifest v1: TLS handshake with {registry.host} failed" in result.stderr
+    assert "--insecure" in result.stderr
+
+
+def test_nothing_listening_gives_up_naming_the_reference(workdir):
+    from .servers import free_port
+    ref = f"127.0.0.1:{free_port()}/test/multi:v1"
+    result = run("pull", "--insecure", "--retries", "1", "--cache-dir", str(workdir / "c"), ref)
+    assert result.returncode == 1
+    assert f"{ref}: manifest v1: Connection refused (gave up after 2 attempts)" in result.stderr
+
+
+def test_tls_registry_verified_unless_insecure(layouts, workdir):
+    from .servers import RegistryServer
+    (workdir / "reg").mkdir()
+    with RegistryServer(workdir / "reg", tls=True) as server:
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                        f"oci:{layouts}:multi",
+                        f"docker://{server.host}/test/multi:v1"], check=True,
+                       capture_output=True, timeout=300)
+        ref = f"{server.host}/test/multi:v1"
+        untrusted = run("pull", "--cache-dir", str(workdir / "c1"), ref)
+        assert untrusted.returncode == 1
+        assert f"{ref}: manifest v1: TLS certificate of {server.host} not trusted" \
+            in untrusted.stderr
+        assert run("pull", "--insecure", "--cache-dir", str(workdir / "c2"), ref).returncode == 0
+        trusted = run("pull", "--cache-dir", str(workdir / "c3"), ref,
+                      env={"SSL_CERT_FILE": str(server.certificate)})
+        assert trusted.returncode == 0, trusted.stderr
