@@ -220,3 +220,31 @@ def test_pulled_layers_are_kept_by_cache_prune(registry, workdir):
     assert len(cached_layers(workdir / "cache")) == 3
     everything = run("cache", "prune", "--all", "--cache-dir", cache)
     assert "removed 3 layers" in everything.stdout
+
+
+def test_the_same_blob_twice_in_one_image(registry, layouts, workdir):
+    """Docker images repeat the empty layer's blob: both copies download at once."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    from .upload import upload_image
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("same.txt")
+        data = os.urandom(1 << 20)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    tar_bytes = buffer.getvalue()
+    blob = gzip.compress(tar_bytes)
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id] * 3}}).encode()
+    layer = (blob, "application/vnd.oci.image.layer.v1.tar+gzip", {})
+    upload_image(registry.host, "test/twice", "v1", config, [layer] * 3)
+    result = run("pull", "--insecure", "--cache-dir", str(workdir / "cache"),
+                 f"{registry.host}/test/twice:v1")
+    assert result.returncode == 0, result.stderr
+    assert len(cached_layers(workdir / "cache")) == 3  # three chainIDs, one blob
+    assert not list((workdir / "cache" / "downloads").iterdir())
