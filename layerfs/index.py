@@ -386,6 +386,7 @@ class PathIndex:
         stack = [(position, self.relpath_in(directory, position))
                  for position in directory.layers]
         number = 0
+        followed = False  # the first redirect's stack already follows the later ones
         while number < len(stack):
             position, path = stack[number]
             result = scan_dir(self.layers[position], path, is_root=is_root)
@@ -395,8 +396,9 @@ class PathIndex:
             scanned.append((position, result))
             if result.listing.opaque:
                 break
-            if result.redirect is not None and directory.parent is not None:
+            if result.redirect is not None and directory.parent is not None and not followed:
                 stack[number + 1:] = self._redirected_stack(directory, position, result.redirect)
+                followed = True
             number += 1
         self._pin_paths(directory, stack[:len(scanned)])
         return scanned
@@ -571,18 +573,6 @@ class PathIndex:
         node.layers = (self.upper,)
         node.paths = None
         self._lower_children.pop(node.ino, None)
-
-    def redirect_value(self, node: Node, same_parent: bool, existing: bytes | None) -> bytes:
-        """The ``overlay.redirect`` value a dir with lower layers gets when it moves:
-        its lower name when it stays in its parent, else the absolute path of its
-        lower dir. An absolute redirect stays as it is, a relative one within its
-        parent (the kernel's rule)."""
-        if existing and (same_parent or existing.startswith(b"/")):
-            return existing
-        if same_parent:
-            return node.name
-        lower = next(position for position in node.layers if position != self.upper)
-        return b"/" + self.relpath_in(node, lower)
 
     def set_stat(self, node: Node, st: os.stat_result) -> None:
         """New attributes for ``node``'s inode, under every name it has."""
