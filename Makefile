@@ -3,7 +3,8 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 # Build and run needs; the rest are the references the tests compare against.
 APT_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr \
-               fuse-overlayfs umoci skopeo docker.io podman
+               fuse-overlayfs umoci skopeo docker.io podman docker-registry apache2-utils \
+               openssl
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test clean
@@ -16,6 +17,10 @@ system-packages:
 	    echo "installing: $$missing"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# The tests start docker-registry themselves, on loopback: not as a system service.
+	@if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then \
+	    $(SUDO) systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -19,6 +19,8 @@ from .index import PathIndex
 from .mount import serve, unmount
 from .upper import open_writable
 from .options import parse_options
+from .registry.cli import register as register_registry
+from .registry.cli import remote_options
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 
@@ -70,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--log", metavar="FILE", help="log to FILE (default: syslog in the "
                                                      "background, stderr in the foreground)")
     mount.set_defaults(run=_cmd_mount)
+    register_registry(commands)
 
     inspect = commands.add_parser(
         "inspect", help="list an image's layers without mounting it",
@@ -132,7 +135,7 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
     image = open_image(args.image, args.format, image_ref=args.image_ref,
                        platform=args.platform, cache=LayerCache(args.cache_dir),
-                       quiet=args.quiet)
+                       quiet=args.quiet, remote=remote_options(args))
     return image, args.mountpoint
 
 

@@ -296,6 +296,7 @@ class LayerOperations(pyfuse3.Operations):
     def _open_backing(self, node: Node) -> tuple[int, int]:
         """A read-only descriptor of ``node``'s backing file, and its layer."""
         layer, relpath = self.index.backing(node)
+        layer.ensure_content(relpath)
         with backing_io(layer, relpath):
             return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
 

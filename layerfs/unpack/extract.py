@@ -37,10 +37,14 @@ DIR, FILE, SYMLINK, OTHER, MARKER = "d", "f", "l", "o", "m"
 class LayerWriter:
     """Applies the members of one layer tar to the directory ``root``."""
 
-    def __init__(self, root: bytes, label: str, *, privileged: bool) -> None:
+    def __init__(self, root: bytes, label: str, *, privileged: bool,
+                 sparse: bool = False) -> None:
         self.root = root
         self.label = label
         self.privileged = privileged
+        self.sparse = sparse
+        """Write regular files as holes of their size, reading no data (the skeleton of a
+        lazily fetched layer, whose data comes later)."""
         self.sidecar = Sidecar(owner=None if privileged else (0, 0))
         self.sidecar.implied_dirs.add(b"")
         self.kinds: dict[bytes, str] = {b"": DIR}
@@ -116,10 +120,13 @@ class LayerWriter:
         elif member.isreg():
             self.file_bytes += member.size
             self.kinds[path] = FILE
-            if member.size <= POOLED_FILE_MAX and not _xattr_keys(member):
+            if self.sparse:
+                self._write_hole(full, member.size)
+            elif member.size <= POOLED_FILE_MAX and not _xattr_keys(member):
                 self._write_file_pooled(path, member, tar)
                 return
-            self._write_file(full, tar.extractfile(member))
+            else:
+                self._write_file(full, tar.extractfile(member))
             kind = FILE
         elif member.issym():
             os.symlink(os.fsencode(member.linkname), full)
@@ -152,6 +159,14 @@ class LayerWriter:
             mode = self._record_unprivileged(path, member, FILE)
         mtime_ns = int(member.mtime * 1_000_000_000)
         self.pool.submit(path, _write_small_file, self._full(path), data, owner, mode, mtime_ns)
+
+    @staticmethod
+    def _write_hole(full: bytes, size: int) -> None:
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
     def _write_file(self, full: bytes, data: BinaryIO | None) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
