@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST = "manifest.json"
 
 # Outside the generated namespace (generated names are lower case), so no
@@ -370,7 +370,7 @@ class _Generator:
         chosen = rng.sample(candidates, min(len(candidates), 2 * n_special))
         deleted, opaque = chosen[:n_special], chosen[n_special:]
         n_deleted = 0
-        for node in deleted:
+        for node in sorted(deleted, key=lambda node: node.path):  # ancestors first
             if node.path not in self.tree:  # inside a subtree deleted just before
                 continue
             self._drop_subtree(node)
@@ -380,13 +380,21 @@ class _Generator:
             self._whiteout(layer, node.path)
             n_deleted += 1
         stats["dir_whiteouts"] = n_deleted
-        opaque = [node for node in opaque if node.path in self.tree]
-        for node in opaque:
+        # Not around a deleted directory either: a whiteout in a directory that
+        # only this layer provides hides nothing, and the kernel then lists it.
+        kept = []
+        for node in sorted(opaque, key=lambda node: node.path):  # ancestors first
+            if node.path not in self.tree or any(  # hidden by an opaque ancestor
+                    path.startswith(node.path + "/") for path in self.whited_out):
+                continue
             self._drop_subtree(node)
             self._make_opaque(layer, node.path)
+            kept.append(node)
+        opaque = kept
         stats["opaque_dirs"] = len(opaque)
         # File whiteouts and overwrites, among the files still visible.
-        visible = [(d, name) for d in self.tree.values() if d not in opaque for name in d.files]
+        visible = [(d, name) for d in self.tree.values() if d not in opaque
+                   for name in sorted(d.files)]  # sorted: sets iterate in hash order
         n_whiteouts = int(count * 0.05)
         n_overwrites = int(count * 0.20)
         picked = rng.sample(visible, min(len(visible), n_whiteouts + n_overwrites))
