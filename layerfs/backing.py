@@ -11,8 +11,22 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import struct
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import LayerError
+
+if TYPE_CHECKING:
+    from .layer import Layer
+
+log = logging.getLogger(__name__)
+
+# A backing entry the index knows is gone or was replaced by a symlink: the
+# layer changed under the mount (layers must not), an I/O error for the user.
+_VANISHED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV, errno.ESTALE})
 
 _SYS_OPENAT2 = 437  # the same number on every Linux architecture
 _RESOLVE_NO_MAGICLINKS = 0x02
@@ -71,3 +85,18 @@ def open_for_reading(dirfd: int, path: bytes) -> int:
     except PermissionError:
         # O_NOATIME needs ownership or CAP_FOWNER.
         return open_beneath(dirfd, path, os.O_RDONLY)
+
+
+@contextmanager
+def backing_io(layer: "Layer", relpath: bytes) -> Iterator[None]:
+    """Report a backing entry that vanished or turned into a symlink as EIO, naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _VANISHED:
+            raise
+        where = os.fsdecode(layer.path_of(relpath))
+        log.warning("%s: layer %s changed under the mount: %s", where, layer.describe(),
+                    exc.strerror)
+        raise LayerError(f"{where}: layer {layer.describe()} changed under the mount: "
+                         f"{exc.strerror}", errno.EIO) from exc

@@ -7,17 +7,20 @@ Each subcommand parses its arguments and calls into the library; a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
-from .images.layerdirs import open_explicit_layers
 from .images.inspect import layer_rows, render_json, render_table
+from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .upper import open_writable
 from .options import parse_options
+from .registry.cli import register as register_registry
+from .registry.cli import remote_options
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 
@@ -41,8 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     "skopeo dir:, a Docker data root or a containers-storage store "
                     "(STORE:NAME:TAG or --image picks one image), or a directory of "
                     "extracted layers (ordered by its 'layers' file, else by name); "
-                    "tar layers are unpacked once into the layer cache. Or give the layers with --layer (bottom first) "
-                    "or -o lowerdir=TOP:...:BOTTOM (the kernel overlay's order).")
+                    "tar layers are unpacked once into the layer cache. Or give the "
+                    "layers with --layer (bottom first) or -o lowerdir=TOP:...:BOTTOM "
+                    "(the kernel overlay's order).")
     mount.add_argument("image", nargs="?", metavar="IMAGE",
                        help="the image (omit it with --layer or -o lowerdir=)")
     mount.add_argument("mountpoint", metavar="MOUNTPOINT")
@@ -68,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--log", metavar="FILE", help="log to FILE (default: syslog in the "
                                                      "background, stderr in the foreground)")
     mount.set_defaults(run=_cmd_mount)
+    register_registry(commands)
 
     inspect = commands.add_parser(
         "inspect", help="list an image's layers without mounting it",
@@ -98,6 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint")
     umount.add_argument("-z", "--lazy", action="store_true", help="detach even if busy")
     umount.set_defaults(run=_cmd_umount)
+
+    from .explore.cli import register as register_explore
+    register_explore(commands)
     return parser
 
 
@@ -127,7 +135,7 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
     image = open_image(args.image, args.format, image_ref=args.image_ref,
                        platform=args.platform, cache=LayerCache(args.cache_dir),
-                       quiet=args.quiet)
+                       quiet=args.quiet, remote=remote_options(args))
     return image, args.mountpoint
 
 
@@ -196,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`layerfs inspect IMAGE | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

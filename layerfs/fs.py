@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 import pyfuse3
 import trio
 
-from .backing import open_for_reading
+from .backing import backing_io, open_for_reading
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
 from .upper import Caller, Upper
@@ -133,10 +133,6 @@ class LayerOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
-    def _backing_path(self, node: Node) -> bytes:
-        layer, relpath = self.index.backing(node)
-        return layer.path_of(relpath)
-
     def _remember(self, node: Node) -> None:
         """The kernel now holds one more reference to ``node`` (lookup count)."""
         if self.upper is not None:
@@ -207,7 +203,7 @@ class LayerOperations(pyfuse3.Operations):
         node = self._node(inode)
         if not stat.S_ISLNK(node.mode):
             raise pyfuse3.FUSEError(errno.EINVAL)
-        return os.readlink(self._backing_path(node))
+        return self.index.read_link(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         # Nodes with a name live as long as the mount; a removed one goes when
@@ -300,7 +296,9 @@ class LayerOperations(pyfuse3.Operations):
     def _open_backing(self, node: Node) -> tuple[int, int]:
         """A read-only descriptor of ``node``'s backing file, and its layer."""
         layer, relpath = self.index.backing(node)
-        return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
+        layer.ensure_content(relpath)
+        with backing_io(layer, relpath):
+            return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
 
     @_request
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -314,7 +312,9 @@ class LayerOperations(pyfuse3.Operations):
                 self._stale.add(node.ino)
             layer = node.layer
         else:
-            fd, layer = await trio.to_thread.run_sync(self._open_backing, node)
+            # The index already stat'ed this file at mount: opening it is a
+            # short, cached path walk, cheaper inline than a thread hop.
+            fd, layer = self._open_backing(node)
         fh = next(self._handle_numbers)
         self._files[fh] = OpenFile(node, fd, layer, writing)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
@@ -344,8 +344,13 @@ class LayerOperations(pyfuse3.Operations):
         if handle is not None:
             os.close(handle.fd)
 
-    @_request
     async def flush(self, fh: int) -> None:
+        if self.upper is None:
+            # Read-only: nothing to do on close(2). ENOSYS tells the kernel to
+            # stop sending FLUSH at all, saving a round trip on every close.
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        # With an upper the kernel drops its cached attributes after a flush,
+        # so a file written through another name shows its new size.
         return None
 
     @_request

@@ -22,6 +22,7 @@ import os
 import stat
 from typing import Iterator, Sequence
 
+from .backing import backing_io
 from .errors import LayerError
 from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
@@ -31,6 +32,8 @@ from .redirects import redirected_stack
 from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
+
+LAYER_XATTR = b"user.layerfs.layer"
 
 
 class Node:
@@ -170,8 +173,9 @@ class PathIndex:
     def list_xattrs(self, node: Node) -> list[bytes]:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
         layer, relpath = self.backing(node)
-        names = [visible_xattr_name(os.fsencode(name))
-                 for name in os.listxattr(layer.path_of(relpath), follow_symlinks=False)]
+        with backing_io(layer, relpath):
+            on_disk = os.listxattr(layer.path_of(relpath), follow_symlinks=False)
+        names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
         shown = [name for name in names if name is not None]
         sidecar = self._sidecars[node.layer]
         if sidecar is not None:
@@ -179,7 +183,13 @@ class PathIndex:
         return shown
 
     def get_xattr(self, node: Node, name: bytes) -> bytes:
-        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none."""
+        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none.
+
+        ``user.layerfs.layer`` names the layer providing the entry ("3 sha256:..."); it is
+        answered only when asked for by name, never listed, so copies do not carry it."""
+        if name == LAYER_XATTR:
+            provider = self.layers[node.layer]
+            return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
         layer, relpath = self.backing(node)
         sidecar = self._sidecars[node.layer]
         if sidecar is not None and name in sidecar.xattrs_of(relpath):
@@ -187,7 +197,47 @@ class PathIndex:
         backing_name = backing_xattr_name(name)
         if backing_name is None:
             raise OSError(errno.ENODATA, "no such attribute")
-        return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+        with backing_io(layer, relpath):
+            return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+
+    def read_link(self, node: Node) -> bytes:
+        layer, relpath = self.backing(node)
+        with backing_io(layer, relpath):
+            return os.readlink(layer.path_of(relpath))
+
+    # -- one layer's own entries (which, diff, usage) ---------------------------
+
+    def layer_listing(self, position: int, relpath: bytes) -> ScannedDir:
+        """Layer ``position``'s copy of directory ``relpath`` as the merge reads it: its
+        names, and the whiteouts of its markers and of its recorded metadata."""
+        result = scan_dir(self.layers[position], relpath, is_root=not relpath)
+        sidecar = self._sidecars[position]
+        if sidecar is not None:
+            result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+        return result
+
+    def layer_stat(self, position: int, relpath: bytes) -> os.stat_result:
+        """What an entry of one layer shows: its lstat with the layer's recorded metadata
+        applied (the caller knows the parent is a real directory of the layer)."""
+        layer = self.layers[position]
+        try:
+            st = os.lstat(layer.path_of(relpath))
+        except OSError as exc:
+            raise LayerError.from_os_error(layer, relpath, exc) from exc
+        return self._shown_stat(position, relpath, st)
+
+    def layer_has_dir(self, position: int, relpath: bytes) -> bool:
+        """Whether ``relpath`` is a real directory in layer ``position`` (no component a symlink)."""
+        layer = self.layers[position]
+        path = b""
+        for part in relpath.split(b"/") if relpath else ():
+            path = path + b"/" + part if path else part
+            try:
+                if not stat.S_ISDIR(os.lstat(layer.path_of(path)).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""

@@ -101,6 +101,8 @@ def _daemonize() -> None:
     if os.fork() > 0:
         os._exit(0)
     os.chdir("/")
+    # Descriptors above 2 stay open: the layer cache's shared locks, held so
+    # that `layerfs cache prune` leaves the layers of a live mount alone.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

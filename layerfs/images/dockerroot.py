@@ -76,7 +76,7 @@ def read_docker_root(files: ImageFiles, ref: str | None, platform: str | None) -
     diff_ids = diff_ids_of(config, str(root))
     history = layer_history(config, len(diff_ids))
     layers = []
-    for position, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids))):
+    for position, (diff_id, chain) in enumerate(zip(diff_ids, chain_ids(diff_ids), strict=True)):
         layerdb = image_dir / "layerdb" / "sha256" / hex_of(chain)
         try:
             cache_id = (layerdb / "cache-id").read_text().strip()

@@ -60,7 +60,7 @@ def read_docker_save(files: ImageFiles, ref: str | None, platform: str | None,
                          f"the config {len(diff_ids)} DiffIDs")
     history = layer_history(config, len(diff_ids))
     layers = []
-    for position, (path, diff_id) in enumerate(zip(paths, diff_ids)):
+    for position, (path, diff_id) in enumerate(zip(paths, diff_ids, strict=True)):
         if not files.exists(path):
             raise ImageError(f"{files.where}: layer {position + 1} ({path}) is missing")
         match = _BLOB_PATH.search(path)

@@ -19,7 +19,7 @@ COLUMNS = ("#", "DIFFID", "CHAINID", "BLOB", "COMPRESSED", "SIZE", "ENTRIES", "C
 def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
     rows = []
     chains = plan.chain_ids()
-    for position, (source, chain) in enumerate(zip(plan.layers, chains)):
+    for position, (source, chain) in enumerate(zip(plan.layers, chains, strict=True)):
         row = {"position": position + 1, "diff_id": source.diff_id, "chain_id": chain,
                "blob_digest": source.extra.get("blob_digest", ""),
                "compressed_size": source.extra.get("blob_size"),
@@ -45,7 +45,7 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
         rows.append(row)
     if not all(chains):  # DiffIDs found only now (pre-1.10 archives): fill the chain
         from ..unpack.digests import chain_ids
-        for row, chain in zip(rows, chain_ids([r["diff_id"] for r in rows])):
+        for row, chain in zip(rows, chain_ids([r["diff_id"] for r in rows]), strict=True):
             row["chain_id"] = row["chain_id"] or chain
     return rows
 
@@ -75,5 +75,5 @@ def render_table(plan: ImagePlan, rows: list[dict]) -> str:
     ) for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
     for r in table:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
     return "\n".join(lines)

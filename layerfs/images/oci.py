@@ -49,7 +49,9 @@ def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
     if not manifests:
         raise ImageError(f"{files.where}: index.json lists no image manifests")
     wanted_platform = platform or host_platform()
-    if ref is None and len(manifests) > 1 and all("platform" in m for m in manifests):
+    one_image = len({tuple(_candidate(m).names) for m in manifests}) == 1
+    if ref is None and len(manifests) > 1 and one_image and all("platform" in m for m in manifests):
+        # index.json itself lists the platforms of one image (skopeo copy --all)
         descriptor = _pick_platform(manifests, wanted_platform, files.where, "index.json")
     else:
         candidates = [_candidate(m) for m in manifests]
@@ -118,7 +120,7 @@ def _plan(files: ImageFiles, manifest: dict, manifest_digest: str, name: str,
                          f"config {len(diff_ids)} DiffIDs")
     history = layer_history(config, len(diff_ids))
     layers = []
-    for position, (descriptor, diff_id) in enumerate(zip(layer_descriptors, diff_ids)):
+    for position, (descriptor, diff_id) in enumerate(zip(layer_descriptors, diff_ids, strict=True)):
         digest = str(descriptor.get("digest", ""))
         layers.append(tar_layer_source(files, blob_name(digest, files.where), position,
                                        digest, diff_id, history[position],

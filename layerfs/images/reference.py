@@ -82,6 +82,9 @@ def select(candidates: list[Candidate[T]], ref: str | None, where: str) -> Candi
         raise ImageError(f"{where}: holds {len(candidates)} images, name one "
                          f"({where}:NAME:TAG or --image REF); available: {_listing(candidates)}")
     found = [c for c in candidates if _matches(c, ref)]
+    if not found and not _has_registry(ref):  # "app:1" for "localhost/app:1", as podman does
+        found = [c for c in candidates
+                 if _without_registry(ref) in {_without_registry(n) for n in c.names}]
     if not found and _is_bare_tag(ref):  # "v1" for "registry/repo:v1", if unique
         found = [c for c in candidates if any(n.rpartition(":")[2] == ref and "/" in n
                                               for n in c.names)]
@@ -99,3 +102,15 @@ def _listing(candidates: list[Candidate]) -> str:
 
 def _is_bare_tag(name: str) -> bool:
     return "/" not in name and ":" not in name and "@" not in name
+
+
+def _has_registry(ref: str) -> bool:
+    first, slash, _ = ref.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _without_registry(name: str) -> str:
+    if "@" in name or _HEX.match(name):
+        return ""
+    path = normalize(name).split("/", 1)[1]
+    return path[len("library/"):] if path.startswith("library/") else path

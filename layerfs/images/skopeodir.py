@@ -45,7 +45,7 @@ def read_skopeo_dir(files: ImageFiles, ref: str | None, platform: str | None) ->
                          f"config {len(diff_ids)} DiffIDs")
     history = layer_history(config, len(diff_ids))
     layers = []
-    for position, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids)):
+    for position, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True)):
         digest = str(descriptor.get("digest", ""))
         layers.append(tar_layer_source(files, parse_digest(digest, "layer")[1], position,
                                        digest, diff_id, history[position],

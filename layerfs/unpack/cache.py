@@ -162,10 +162,13 @@ class LayerCache:
                 from None
         with raw:
             stream = LayerStream(raw, blob.label, progress.advance if progress else None)
-            writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged)
+            try:
+                writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged)
+            finally:
+                stream.close()
         if progress is not None:
             progress.end_layer()
-        self._verify(blob, stream)
+        verify_digests(blob, stream)
         return {
             "label": blob.label,
             "diff_id": stream.diff_id,
@@ -179,16 +182,6 @@ class LayerCache:
             "unpacked_at": int(time.time()),
             "_sidecar": writer.sidecar,
         }
-
-    @staticmethod
-    def _verify(blob: LayerBlob, stream: LayerStream) -> None:
-        if blob.blob_digest and blob.blob_digest.startswith("sha256:") \
-                and blob.blob_digest != stream.blob_digest:
-            raise ImageError(f"layer {blob.label}: blob digest mismatch: the manifest says "
-                             f"{blob.blob_digest}, the blob is {stream.blob_digest}")
-        if blob.diff_id and blob.diff_id != stream.diff_id:
-            raise ImageError(f"layer {blob.label}: DiffID mismatch: the config says "
-                             f"{blob.diff_id}, the uncompressed layer is {stream.diff_id}")
 
     def _publish(self, work: Path, chain: str) -> CachedLayer:
         """Rename a verified unpack into place (chain lock held); a layer already there wins."""
@@ -292,6 +285,17 @@ class LayerCache:
 
     def chain_ids(self, diff_ids: list[str]) -> list[str]:
         return chain_ids(diff_ids)
+
+
+def verify_digests(blob: LayerBlob, stream: LayerStream) -> None:
+    """Compare what a fully read stream hashed to with what the image says."""
+    if blob.blob_digest and blob.blob_digest.startswith("sha256:") \
+            and blob.blob_digest != stream.blob_digest:
+        raise ImageError(f"layer {blob.label}: blob digest mismatch: the manifest says "
+                         f"{blob.blob_digest}, the blob is {stream.blob_digest}")
+    if blob.diff_id and blob.diff_id != stream.diff_id:
+        raise ImageError(f"layer {blob.label}: DiffID mismatch: the config says "
+                         f"{blob.diff_id}, the uncompressed layer is {stream.diff_id}")
 
 
 def remove_tree(path: Path) -> None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import tarfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from ..errors import ImageError
@@ -36,16 +37,21 @@ DIR, FILE, SYMLINK, OTHER, MARKER = "d", "f", "l", "o", "m"
 class LayerWriter:
     """Applies the members of one layer tar to the directory ``root``."""
 
-    def __init__(self, root: bytes, label: str, *, privileged: bool) -> None:
+    def __init__(self, root: bytes, label: str, *, privileged: bool,
+                 sparse: bool = False) -> None:
         self.root = root
         self.label = label
         self.privileged = privileged
+        self.sparse = sparse
+        """Write regular files as holes of their size, reading no data (the skeleton of a
+        lazily fetched layer, whose data comes later)."""
         self.sidecar = Sidecar(owner=None if privileged else (0, 0))
         self.sidecar.implied_dirs.add(b"")
         self.kinds: dict[bytes, str] = {b"": DIR}
         self.dir_times: dict[bytes, int] = {}
         self.entries = 0
         self.file_bytes = 0
+        self.pool = FilePool(label)
 
     # -- public ----------------------------------------------------------------
 
@@ -63,6 +69,7 @@ class LayerWriter:
 
     def finish(self) -> Sidecar:
         """Set directory times (last, since adding entries changes them)."""
+        self.pool.drain()
         for path, mtime_ns in self.dir_times.items():
             os.utime(self._full(path), ns=(mtime_ns, mtime_ns), follow_symlinks=False)
         return self.sidecar
@@ -111,8 +118,15 @@ class LayerWriter:
             os.mkdir(full, 0o700)
             kind = DIR
         elif member.isreg():
-            self._write_file(full, tar.extractfile(member))
             self.file_bytes += member.size
+            self.kinds[path] = FILE
+            if self.sparse:
+                self._write_hole(full, member.size)
+            elif member.size <= POOLED_FILE_MAX and not _xattr_keys(member):
+                self._write_file_pooled(path, member, tar)
+                return
+            else:
+                self._write_file(full, tar.extractfile(member))
             kind = FILE
         elif member.issym():
             os.symlink(os.fsencode(member.linkname), full)
@@ -131,6 +145,29 @@ class LayerWriter:
         self.kinds[path] = kind
         self._set_attributes(path, member, kind)
 
+    def _write_file_pooled(self, path: bytes, member: tarfile.TarInfo,
+                           tar: tarfile.TarFile) -> None:
+        """Small files: read here, written by the pool with their attributes (file creation
+        is the slow part of unpacking, and it releases the GIL)."""
+        reader = tar.extractfile(member)
+        data = reader.read() if reader is not None else b""
+        mode = member.mode & 0o7777
+        if self.privileged:
+            owner: tuple[int, int] | None = (member.uid, member.gid)
+        else:
+            owner = None
+            mode = self._record_unprivileged(path, member, FILE)
+        mtime_ns = int(member.mtime * 1_000_000_000)
+        self.pool.submit(path, _write_small_file, self._full(path), data, owner, mode, mtime_ns)
+
+    @staticmethod
+    def _write_hole(full: bytes, size: int) -> None:
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+
     def _write_file(self, full: bytes, data: BinaryIO | None) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "wb", buffering=0) as out:
@@ -140,6 +177,7 @@ class LayerWriter:
     def _link(self, path: bytes, member: tarfile.TarInfo) -> None:
         target = entry_path(member.linkname, self.label, what=f"hard link '{member.name}' ->")
         kind = self.kinds.get(target)
+        self.pool.wait_for(target)
         if kind is None or kind in (DIR, MARKER):
             raise UnsafeEntryError(
                 f"layer {self.label}: hard link '{shown(path)}' -> '{shown(target)}': "
@@ -160,6 +198,7 @@ class LayerWriter:
 
     def _remove(self, path: bytes, kind: str) -> None:
         """A later entry replaces an earlier one at the same path (layer.md)."""
+        self.pool.drain()
         full = self._full(path)
         if kind == DIR:
             _make_writable_tree(full)
@@ -223,6 +262,8 @@ class LayerWriter:
             os.lchown(full, member.uid, member.gid)
             if kind != SYMLINK:
                 os.chmod(full, mode)  # after chown, which clears setuid/setgid
+        elif kind != SYMLINK:
+            os.chmod(full, self._record_unprivileged(path, member, kind))
         else:
             self._record_unprivileged(path, member, kind)
         self._set_xattrs(path, full, member, kind)
@@ -232,28 +273,29 @@ class LayerWriter:
         else:
             os.utime(full, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
-    def _record_unprivileged(self, path: bytes, member: tarfile.TarInfo, kind: str) -> None:
-        """Keep the disk usable by this user; note in the sidecar what it does not show."""
-        full = self._full(path)
+    def _record_unprivileged(self, path: bytes, member: tarfile.TarInfo, kind: str) -> int:
+        """Keep the disk usable by this user and note in the sidecar what it does not show;
+        returns the permission bits the disk gets."""
         mode = member.mode & 0o7777
         if kind == SYMLINK:
-            disk = os.lstat(full)
-            shown_mode, rdev = disk.st_mode, 0
+            disk_mode = 0o777
+            disk_type, shown_mode, rdev = stat.S_IFLNK, stat.S_IFLNK | 0o777, 0
         else:
-            owner_bits = 0o700 if kind == DIR else 0o600
-            disk_mode = (mode & 0o777) | owner_bits
-            os.chmod(full, disk_mode)
-            disk = os.lstat(full)
+            disk_mode = (mode & 0o777) | (0o700 if kind == DIR else 0o600)
             if member.ischr() or member.isblk():
+                disk_type = stat.S_IFREG  # an empty file stands in for the device
                 type_bits = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
                 rdev = os.makedev(member.devmajor, member.devminor)
             else:
-                type_bits, rdev = stat.S_IFMT(disk.st_mode), 0
+                disk_type = type_bits = _DISK_TYPE[kind] if not member.isfifo() else stat.S_IFIFO
+                rdev = 0
             shown_mode = type_bits | mode
-        if (member.uid, member.gid) != self.sidecar.owner or shown_mode != disk.st_mode or rdev:
+        if (member.uid, member.gid) != self.sidecar.owner or shown_mode != disk_type | disk_mode \
+                or rdev:
             self.sidecar.stats[path] = (member.uid, member.gid, shown_mode, rdev)
         else:
             self.sidecar.stats.pop(path, None)
+        return disk_mode
 
     def _set_xattrs(self, path: bytes, full: bytes, member: tarfile.TarInfo, kind: str) -> None:
         for key, value in member.pax_headers.items():
@@ -282,6 +324,86 @@ class LayerWriter:
         return self.root + b"/" + path if path else self.root
 
 
+POOLED_FILE_MAX = 1 << 20
+_MEMBERS_KEPT = 1024
+_POOL_THREADS = 1  # more threads contend on directory locks and the GIL
+_POOL_MAX_PENDING = 512
+_DISK_TYPE = {DIR: stat.S_IFDIR, FILE: stat.S_IFREG, OTHER: stat.S_IFREG}
+
+
+def _xattr_keys(member: tarfile.TarInfo) -> bool:
+    return any(key.startswith(XATTR_PAX_PREFIX) for key in member.pax_headers)
+
+
+def _write_small_file(full: bytes, data: bytes, owner: tuple[int, int] | None, mode: int,
+                      mtime_ns: int) -> None:
+    fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)  # after fchown, which clears setuid/setgid
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+
+
+class FilePool:
+    """Writes small files on a writer thread, in bounded batches; errors name the entry."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: dict[bytes, Future] = {}
+
+    def submit(self, path: bytes, function, *args) -> None:  # type: ignore[no-untyped-def]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="unpack")
+        if len(self._pending) >= _POOL_MAX_PENDING:
+            self.drain()
+        self._pending[path] = self._executor.submit(function, *args)
+
+    def wait_for(self, path: bytes) -> None:
+        future = self._pending.pop(path, None)
+        if future is not None:
+            self._result(path, future)
+
+    def drain(self) -> None:
+        pending, self._pending = self._pending, {}
+        failure: BaseException | None = None
+        for path, future in pending.items():
+            try:
+                self._result(path, future)
+            except BaseException as exc:  # wait for every write before failing
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def close(self) -> None:
+        if self._executor is not None:
+            try:
+                self.drain()
+            finally:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def abandon(self) -> None:
+        """After a failure: let the writes in flight end, ignoring their errors."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._pending = {}
+
+    def _result(self, path: bytes, future: Future) -> None:
+        try:
+            future.result()
+        except OSError as exc:
+            raise ImageError(f"layer {self.label}: entry '{shown(path)}': "
+                             f"{exc.strerror or exc}") from None
+
+
 def _make_writable_tree(top: bytes) -> None:
     """Give the owner write access everywhere below ``top`` so it can be removed."""
     for dirpath, dirnames, _ in os.walk(top):
@@ -295,13 +417,25 @@ def _make_writable_tree(top: bytes) -> None:
 def unpack_tar(stream: LayerStream, root: bytes, *, privileged: bool) -> LayerWriter:
     """Unpack the whole layer ``stream`` into the empty directory ``root``."""
     writer = LayerWriter(root, stream.label, privileged=privileged)
+    try:
+        _unpack_members(stream, writer)
+    except BaseException:
+        writer.pool.abandon()
+        raise
+    writer.pool.close()
+    return writer
+
+
+def _unpack_members(stream: LayerStream, writer: LayerWriter) -> None:
     last: tarfile.TarInfo | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape",  # type: ignore[arg-type]
-                          encoding="utf-8", bufsize=CHUNK) as tar:
+                          encoding="utf-8") as tar:
             for member in tar:
                 writer.add(member, tar)
                 last = member
+                if len(tar.members) > _MEMBERS_KEPT:
+                    tar.members.clear()  # tarfile keeps every header; a layer may have millions
             end_of_entries = tar.offset
     except tarfile.TarError as exc:
         raise ImageError(f"layer {stream.label}: not a valid tar archive ({exc})") from None
@@ -311,4 +445,3 @@ def unpack_tar(stream: LayerStream, root: bytes, *, privileged: bool) -> LayerWr
     if stream.data_end > end_of_entries:
         raise ImageError(f"layer {stream.label}: invalid tar header at offset {end_of_entries}")
     writer.finish()
-    return writer

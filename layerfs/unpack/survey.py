@@ -6,8 +6,8 @@ import os
 import tarfile
 
 from ..errors import ImageError
-from .cache import LayerBlob
-from .stream import CHUNK, LayerStream
+from .cache import LayerBlob, verify_digests
+from .stream import LayerStream
 
 
 def survey_blob(blob: LayerBlob) -> dict:
@@ -19,16 +19,17 @@ def survey_blob(blob: LayerBlob) -> dict:
     except PermissionError:
         raise ImageError(f"layer {blob.label}: blob is not readable (permission denied)") from None
     with raw:
-        stream = LayerStream(raw, blob.label)
+        stream = LayerStream(raw, blob.label, background=False)
         entries = 0
         try:
             with tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape",  # type: ignore[arg-type]
-                              bufsize=CHUNK) as tar:
+                              ) as tar:
                 for _ in tar:
                     entries += 1
         except tarfile.TarError as exc:
             raise ImageError(f"layer {blob.label}: not a valid tar archive ({exc})") from None
         stream.drain()
+    verify_digests(blob, stream)
     return {"entries": entries, "diff_size": stream.diff_size, "diff_id": stream.diff_id,
             "blob_digest": stream.blob_digest, "blob_size": stream.blob_size,
             "compression": stream.compression}

@@ -87,3 +87,68 @@ def truncated(tar: bytes) -> bytes:
     """Like umoci <= 0.4.7 insert: no end-of-archive blocks and no final padding."""
     body = tar.rstrip(b"\0")
     return body
+
+
+def _put_blob(layout, data: bytes) -> str:
+    import hashlib
+    hex_digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "blobs" / "sha256" / hex_digest).write_bytes(data)
+    return "sha256:" + hex_digest
+
+
+def image_config(tars: list[bytes], *, arch: str = "amd64", history: list[dict] | None = None
+                 ) -> bytes:
+    import hashlib
+    import json
+    config = {"architecture": arch, "os": "linux",
+              "rootfs": {"type": "layers",
+                         "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest() for t in tars]},
+              "history": history or [{"created_by": f"layer {i}"} for i in range(len(tars))]}
+    return json.dumps(config).encode()
+
+
+def write_oci_manifest(layout, tars: list[bytes], *, compress=gzipped, arch: str = "amd64"
+                       ) -> dict:
+    """Blobs, config and manifest of one image in ``layout``; returns its descriptor."""
+    import json
+    blobs = [compress(t) for t in tars]
+    config_digest = _put_blob(layout, image_config(tars, arch=arch))
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_digest, "size": 0},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": _put_blob(layout, b), "size": len(b)} for b in blobs]}
+    data = json.dumps(manifest).encode()
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": _put_blob(layout, data), "size": len(data),
+            "platform": {"os": "linux", "architecture": arch}}
+
+
+def write_oci_layout(layout, images: dict[str, list[bytes]]) -> None:
+    """An OCI layout with one tagged image per entry of ``images`` (tag -> layer tars)."""
+    import json
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    manifests = []
+    for tag, tars in images.items():
+        descriptor = write_oci_manifest(layout, tars)
+        descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        manifests.append(descriptor)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
+
+
+def write_multiarch_layout(layout, per_arch: dict[str, list[bytes]], tag: str = "latest") -> None:
+    """An OCI layout whose index.json points at a nested index of per-platform manifests."""
+    import json
+    layout.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    entries = [write_oci_manifest(layout, tars, arch=arch) for arch, tars in per_arch.items()]
+    nested = json.dumps({"schemaVersion": 2,
+                         "mediaType": "application/vnd.oci.image.index.v1+json",
+                         "manifests": entries}).encode()
+    descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json",
+                  "digest": _put_blob(layout, nested), "size": len(nested),
+                  "annotations": {"org.opencontainers.image.ref.name": tag}}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2,
+                                                   "manifests": [descriptor]}))

@@ -294,3 +294,40 @@ def test_corrupt_header_in_the_middle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="invalid tar header at offset 1024"):
         cache.ensure(LayerBlob("L1", lambda: io.BytesIO(data)), None)
     assert cache_is_clean(cache)
+
+
+KILLED_UNPACK = """
+import io, sys
+from layerfs.unpack import LayerBlob, LayerCache
+LayerCache(sys.argv[1]).ensure(LayerBlob("L", lambda: open(sys.argv[2], "rb")), None)
+"""
+
+
+def test_kill_9_during_unpack_leaves_no_layer(tmp_path: Path) -> None:
+    import time
+
+    tar = layer_tar([f(f"d{i // 100}/f{i}", os.urandom(16384)) for i in range(4000)])
+    (tmp_path / "blob").write_bytes(gzipped(tar))
+    cache_dir = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen([sys.executable, "-c", KILLED_UNPACK, str(cache_dir),
+                                str(tmp_path / "blob")], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            started = list((cache_dir / "tmp").glob("*/root/d1")) if (cache_dir / "tmp").exists() \
+                else []
+            if started:
+                break
+            time.sleep(0.01)
+        if process.poll() is not None:
+            pytest.skip("the unpack finished before it could be killed")
+        process.kill()
+    finally:
+        process.wait(timeout=30)
+    cache = LayerCache(cache_dir)
+    assert os.listdir(cache.layers_dir) == []  # nothing a later mount would trust
+    assert os.listdir(cache.tmp_dir)  # the dead unpack's leftovers ...
+    cached = cache.ensure(blob_of(gzipped(tar), tar), None)  # ... go with the next unpack
+    assert (cached.root / "d39/f3999").stat().st_size == 16384
+    assert os.listdir(cache.tmp_dir) == []

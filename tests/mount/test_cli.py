@@ -324,10 +324,11 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
 
 def test_a_backing_file_that_vanishes_fails_that_request_only(image, mountpoint, scratch):
     victim = image / "1" / "opt" / "app"
-    with layerfs_mounted(mountpoint, str(image)) as process:
+    with layerfs_mounted(mountpoint, str(image), check_lowers=False) as process:
         victim.unlink()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as raised:
             (mountpoint / "opt" / "app").read_bytes()
+        assert raised.value.errno == errno.EIO
         assert process.poll() is None, "the daemon died"
         assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
 
@@ -338,3 +339,20 @@ def test_debug_logs_each_request(image, mountpoint, scratch):
         (mountpoint / "etc" / "passwd").read_bytes()
     text = log.read_text()
     assert "lookup" in text and "open" in text and "read" in text
+
+
+def test_a_layer_dir_swapped_for_a_symlink_is_never_followed(image, mountpoint):
+    """The daemon resolves backing paths beneath the layer root without following
+    symlinks: a layer whose `etc` becomes `etc -> /` must not expose the host's /etc."""
+    layer_etc = image / "0" / "etc"
+    with layerfs_mounted(mountpoint, str(image), check_lowers=False) as process:
+        assert (mountpoint / "etc" / "passwd").read_bytes() == b"root"
+        layer_etc.rename(image / "0" / "etc.real")
+        layer_etc.symlink_to("/")
+        # Drop the page cache of the file so the read reaches the daemon's open.
+        subprocess.run(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"], capture_output=True)
+        with pytest.raises(OSError) as raised:
+            with open(mountpoint / "etc" / "passwd", "rb") as f:
+                f.read()
+        assert raised.value.errno == errno.EIO
+        assert process.poll() is None

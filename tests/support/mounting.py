@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from layerfs import treediff
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MOUNT_TIMEOUT = 30.0
@@ -76,12 +79,17 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def layerfs_mounted(mountpoint: Path, *args: str, user: str | None = None) -> Iterator[subprocess.Popen]:
+def layerfs_mounted(mountpoint: Path, *args: str, user: str | None = None,
+                    check_lowers: bool = True) -> Iterator[subprocess.Popen]:
     """Run ``layerfs mount -f ARGS MOUNTPOINT`` until the block ends.
 
     ``args`` are the mount arguments before the mountpoint (an image path,
-    ``--layer`` options, ``-o`` options).
+    ``--layer`` options, ``-o`` options). Afterwards every lower layer and
+    image named in them must be exactly as before (lower layers are never
+    written); pass ``check_lowers=False`` for a test that changes them itself.
     """
+    watched = ({path: _fingerprint(path) for path in lower_inputs(args) if path.exists()}
+               if check_lowers else {})
     command = layerfs_command("mount", "-f", *args, str(mountpoint))
     if user is not None:
         command = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={REPO_ROOT}", *command]
@@ -97,6 +105,39 @@ def layerfs_mounted(mountpoint: Path, *args: str, user: str | None = None) -> It
             process.stderr.close()
         if process.stdout:
             process.stdout.close()
+    changed = [str(path) for path, before in watched.items() if _fingerprint(path) != before]
+    assert not changed, f"layerfs changed lower layers or images: {changed}"
+
+
+# Options of `layerfs mount` that take a value which is not a lower layer.
+_VALUE_OPTIONS = {"--upper", "--work", "--log", "--cache-dir", "--image", "--format",
+                  "--platform", "--docker-root"}
+
+
+def lower_inputs(args: Sequence[str]) -> list[Path]:
+    """The layer dirs and image paths named in ``layerfs mount`` arguments."""
+    found: list[Path] = []
+    items = iter(args)
+    for arg in items:
+        if arg == "--layer":
+            found.append(Path(next(items)))
+        elif arg == "-o":
+            for option in re.split(r"(?<!\\),", next(items)):
+                if option.startswith("lowerdir="):
+                    found += [Path(p.replace("\\:", ":"))
+                              for p in re.split(r"(?<!\\):", option[len("lowerdir="):])]
+        elif arg in _VALUE_OPTIONS:
+            next(items)
+        elif not arg.startswith("-") and os.path.exists(arg):
+            found.append(Path(arg))
+    return found
+
+
+def _fingerprint(path: Path) -> object:
+    if path.is_dir():
+        return treediff.snapshot(path)
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_mode, treediff.content_hash(os.fsencode(path)))
 
 
 def kernel_overlay_available() -> str | None:
