@@ -33,6 +33,8 @@ from .whiteouts import backing_xattr_name
 
 # The kernel's default limit (module parameter redirect_max) on a redirect's length.
 REDIRECT_MAX = 256
+# Copy-ups of bigger files run in a worker thread, not to stall other requests.
+SLOW_COPY_BYTES = 1 << 20
 
 
 def _fail(err: int) -> OSError:
@@ -121,9 +123,10 @@ class Upper:
             self._copy_up_one(item, with_data=with_data or item is not node)
 
     def needs_data_copy(self, node: Node) -> bool:
-        """Whether copying ``node`` up moves file data (worth a worker thread)."""
+        """Whether copying ``node`` up moves enough file data to be worth a
+        worker thread (small copies are quicker than the hand-over)."""
         return (not self.index.is_upper(node) and stat.S_ISREG(node.mode)
-                and node.size > 0)
+                and node.size > SLOW_COPY_BYTES)
 
     def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
         assert node.parent is not None
