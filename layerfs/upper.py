@@ -318,18 +318,18 @@ class Upper:
         if node.children is not None and self._contains(node, new_parent):
             raise _fail(errno.EINVAL)
         if target is not None:
+            # The VFS's checks first, then the overlay's (EXDEV before ENOTEMPTY).
             if flags & RENAME_NOREPLACE:
                 raise _fail(errno.EEXIST)
             if target.ino == node.ino:
                 return None  # two names of one inode: rename(2) does nothing
-            if node.children is not None:
-                if target.children is None:
-                    raise _fail(errno.ENOTDIR)
-                if target.children:
-                    raise _fail(errno.ENOTEMPTY)
-            elif target.children is not None:
+            if node.children is not None and target.children is None:
+                raise _fail(errno.ENOTDIR)
+            if node.children is None and target.children is not None:
                 raise _fail(errno.EISDIR)
         redirect = self._redirect_for(node, new_parent is old_parent)
+        if target is not None and target.children:
+            raise _fail(errno.ENOTEMPTY)
         self.copy_up(node, with_data=True)
         self.copy_up(new_parent)
         old_rel = node.path()
