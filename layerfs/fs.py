@@ -396,7 +396,8 @@ class LayerOperations(pyfuse3.Operations):
 
     @_request
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
-                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+                     ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         upper = self._writable()
         parent = self._node(parent_inode)
         node, fd = await self._change(upper.create, parent, name, mode, _caller(ctx), flags)

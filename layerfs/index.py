@@ -413,7 +413,8 @@ class PathIndex:
             result = scan_dir(self.layers[position], path, is_root=is_root)
             sidecar = self._sidecars[position]
             if sidecar is not None:
-                result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(path)
+                result.listing.whiteouts = (set(result.listing.whiteouts)
+                                            | sidecar.whiteouts_in(path))
             scanned.append((position, result))
             if result.listing.opaque:
                 break

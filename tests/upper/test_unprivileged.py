@@ -9,15 +9,18 @@ import os
 import pwd
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from layerfs import treediff
-from tests.mount.test_cli import unprivileged_user  # noqa: F401 - a fixture
+from tests.mount.test_cli import unprivileged_user  # noqa: F401,F811 - a fixture
 from tests.support.layerspec import Dir, File, Whiteout, materialize_stack
-from tests.support.mounting import REPO_ROOT, force_unmount, kernel_overlay_available, \
-    layerfs_mounted
+from tests.support.mounting import (
+    REPO_ROOT,
+    force_unmount,
+    kernel_overlay_available,
+    layerfs_mounted,
+)
 
 PROPERTIES = ("type", "mode", "uid", "gid", "size", "target", "content", "nlink", "xattrs")
 
@@ -27,7 +30,6 @@ import json, os, sys
 from layerfs import treediff
 from tests.upper import ops
 root = sys.argv[1]
-from pathlib import Path
 results = []
 for op in [
     ops.create("new", b"by a user"), ops.write("d/a", b"A"), ops.unlink("d/b"),
@@ -50,7 +52,7 @@ print(json.dumps({"results": results, "tree": {
 """
 
 
-def test_a_users_upper_is_the_kernels_userxattr_format(scratch, unprivileged_user):
+def test_a_users_upper_is_the_kernels_userxattr_format(scratch, unprivileged_user):  # noqa: F811
     if unprivileged_user is None:
         pytest.skip("runs as root only (it needs a second, unprivileged user)")
     uid = pwd.getpwnam(unprivileged_user).pw_uid
