@@ -17,12 +17,12 @@ from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
-from .upper import open_writable
 from .options import parse_options
 from .registry.cli import register as register_registry
 from .registry.cli import remote_options
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
+from .upper import open_writable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

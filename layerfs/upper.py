@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 from .backing import open_for_reading
 from .index import Node, PathIndex
-from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, Attributes, UpperDir
+from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, Attributes, UpperDir
 from .whiteouts import backing_xattr_name
-
 
 # The kernel's default limit (module parameter redirect_max) on a redirect's length.
 REDIRECT_MAX = 256
