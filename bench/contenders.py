@@ -117,10 +117,7 @@ class Layerfs(Contender):
             raise Unavailable(f"{self.python} cannot import layerfs from {self.repo}: {last}")
 
     def mount_command(self, spec: MountSpec, mountpoint: str) -> list[str]:
-        if spec.upper:
-            raise Unavailable("layerfs has no writable upper dir yet")
-        return [self.python, "-m", "layerfs", "mount", "-o", f"lowerdir={spec.lowerdir()}",
-                mountpoint]
+        return [self.python, "-m", "layerfs", "mount", "-o", spec.overlay_options(), mountpoint]
 
     def unmount_command(self, mountpoint: str) -> list[str]:
         return [self.python, "-m", "layerfs", "umount", mountpoint]

@@ -20,15 +20,28 @@ _FALLBACK_ERRNOS = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOP
                               errno.EBADF, errno.ETXTBSY})
 
 
+# Pairs of filesystems (st_dev of source, destination) that cannot share extents.
+_no_reflink: set[tuple[int, int]] = set()
+# Below this, looking for holes costs more than copying them.
+_HOLE_SEARCH_MIN = 1 << 20
+
+
 def copy_data(src: int, dst: int, size: int) -> None:
     """Make ``dst`` (empty, writable) hold the first ``size`` bytes of ``src``."""
     if size == 0:
         return
-    try:
-        fcntl.ioctl(dst, FICLONE, src)
+    devices = (os.fstat(src).st_dev, os.fstat(dst).st_dev)
+    if devices not in _no_reflink:
+        try:
+            fcntl.ioctl(dst, FICLONE, src)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY):
+                _no_reflink.add(devices)
+    if size < _HOLE_SEARCH_MIN:
+        _copy_range(src, dst, 0, size)
+        os.ftruncate(dst, size)
         return
-    except OSError:
-        pass
     offset = 0
     while offset < size:
         try:

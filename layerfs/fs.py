@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # Layers never change behind the kernel's back: let it cache for long.
 CACHE_TIMEOUT = 3600.0
 
+# Writes up to this size are done on the event loop, bigger ones in a thread.
+_INLINE_WRITE_BYTES = 64 << 10
+
 # readdir offsets: 1 and 2 are "." and "..", children start at 3.
 _FIRST_CHILD_OFFSET = 3
 
@@ -347,7 +350,11 @@ class LayerOperations(pyfuse3.Operations):
         handle = self._files[fh]
         if not handle.writable:
             raise pyfuse3.FUSEError(errno.EBADF)
-        written = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
+        if len(buf) <= _INLINE_WRITE_BYTES:
+            # Into the page cache: quicker than handing it to a worker thread.
+            written = os.pwrite(handle.fd, buf, off)
+        else:
+            written = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
         self._stale.add(handle.node.ino)
         return written
 

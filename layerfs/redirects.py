@@ -52,7 +52,8 @@ def renamed(name: bytes, walked: int, redirects: Sequence[tuple[int, bytes]]) ->
     met ``redirects``: each replaces the part of the name up to its component
     (a relative one only that component), the rest of the name stays."""
     if not name.startswith(b"/"):
-        # A single name looked up in the parent: only its own redirect counts.
+        # A single name looked up in the parent's dir of that layer: only its
+        # own redirect (the last component walked) counts.
         for index, value in redirects:
             if index == walked - 1:
                 name = _clean(value)
@@ -98,7 +99,7 @@ def redirected_stack(position: int, redirect: bytes,
         held = probe(q, qpath)
         if held.redirects:
             # Redirects on the way count even where the walk finds nothing.
-            walked = len([part for part in qpath.split(b"/") if part]) if absolute else 1
+            walked = len([part for part in qpath.split(b"/") if part])
             name = renamed(name, walked, held.redirects)
         if held.kind == MISSING:
             continue

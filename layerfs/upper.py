@@ -32,6 +32,8 @@ from .whiteouts import backing_xattr_name
 
 # The kernel's default limit (module parameter redirect_max) on a redirect's length.
 REDIRECT_MAX = 256
+# Copy-ups of bigger files run in a worker thread, not to stall other requests.
+SLOW_COPY_BYTES = 1 << 20
 
 
 def _fail(err: int) -> OSError:
@@ -120,9 +122,10 @@ class Upper:
             self._copy_up_one(item, with_data=with_data or item is not node)
 
     def needs_data_copy(self, node: Node) -> bool:
-        """Whether copying ``node`` up moves file data (worth a worker thread)."""
+        """Whether copying ``node`` up moves enough file data to be worth a
+        worker thread (small copies are quicker than the hand-over)."""
         return (not self.index.is_upper(node) and stat.S_ISREG(node.mode)
-                and node.size > 0)
+                and node.size > SLOW_COPY_BYTES)
 
     def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
         assert node.parent is not None
@@ -188,9 +191,11 @@ class Upper:
         over_whiteout = self.disk.is_whiteout(relpath)
         uid, gid, mode = self._owner(parent, caller, mode)
         is_dir = stat.S_ISDIR(mode)
-        # A new dir must not merge with what the lower layers hold at its name;
-        # the kernel marks it opaque in any merged parent.
-        opaque = is_dir and (over_whiteout or self.index.has_lower(parent))
+        # A new dir must not merge with what the lower layers hold at its name.
+        # In a merged parent the kernel also marks it opaque (an optimization),
+        # but only when it makes redirects: else offline changes to the lower
+        # layers are allowed, and the mark would hide them.
+        opaque = is_dir and (over_whiteout or self.redirect_dir and self.index.has_lower(parent))
         temp, fd = self.disk.build_new(Attributes(mode, uid, gid, rdev), target=target,
                                        opaque=opaque, open_flags=open_flags)
         try:
@@ -522,7 +527,9 @@ def open_writable(layers: list, upperdir: str, workdir: str | None, *,
     """The merged index of ``layers`` (bottom first) under the upper dir, and the
     :class:`Upper` that writes it (None for a read-only mount). Checks and
     prepares the dirs as the kernel does; without root the overlay xattrs are
-    ``user.overlay.*``."""
+    ``user.overlay.*``, and then directory renames are EXDEV unless
+    ``redirect_dir=on`` is asked for (the kernel does not follow redirects
+    with userxattr, so it could not mount such an upper)."""
     from .errors import MountError
     from .layer import Layer
 
@@ -542,4 +549,7 @@ def open_writable(layers: list, upperdir: str, workdir: str | None, *,
     if any(os.path.realpath(layer.root) == os.path.realpath(top.root) for layer in layers):
         raise MountError(f"{upperdir}: the upper dir is also a lower layer")
     index = PathIndex([*layers, top])
-    return index, Upper(index, disk, redirect_dir=(redirect_dir or "on") == "on")
+    # The kernel does not follow redirects with userxattr (it refuses
+    # redirect_dir=on there): by default, an upper it can mount takes none.
+    default = "off" if userxattr else "on"
+    return index, Upper(index, disk, redirect_dir=(redirect_dir or default) == "on")

@@ -238,6 +238,11 @@ class UpperDir:
                             copy_data(src, dst, size)
                         finally:
                             os.close(src)
+                        if self.fsync_enabled:
+                            # On disk before it is renamed into place, so that not
+                            # even a power cut leaves a short copy hiding the lower
+                            # file (the kernel syncs its copy-ups too).
+                            os.fsync(dst)
                 finally:
                     os.close(dst)
             elif kind == stat.S_IFDIR:

@@ -67,12 +67,15 @@ class OverlayPair:
     def __init__(self, base: Path, stack: Sequence[dict], *, kernel_options: Sequence[str] = (),
                  layerfs_options: Sequence[str] = ()) -> None:
         self.base = base
-        self.kernel_options = ["redirect_dir=on", "index=off", "metacopy=off",
-                               *kernel_options]
+        userxattr = "userxattr" in kernel_options
+        # The kernel refuses redirect_dir=on with userxattr (it follows none there).
+        defaults = ["index=off", "metacopy=off"] + ([] if userxattr else ["redirect_dir=on"])
+        self.kernel_options = [*defaults, *kernel_options]
         self.layerfs_options = list(layerfs_options)
         self.sides = {}
+        form = "user" if userxattr else "native"
         for name in ("kernel", "layerfs"):
-            lowers = materialize_stack(list(stack), base / name, "native")
+            lowers = materialize_stack(list(stack), base / name, form)
             if len(lowers) < 1:
                 raise ValueError("a stack needs at least one layer")
             root = base / name

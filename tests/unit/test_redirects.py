@@ -62,3 +62,13 @@ def test_redirects_on_the_way_rewrite_the_path_for_the_layers_below():
     assert renamed(b"/x/y/z", 3, [(1, b"/p/q")]) == b"/p/q/z"
     assert renamed(b"/x/y/z", 3, [(0, b"w")]) == b"/w/y/z"
     assert renamed(b"name", 1, [(0, b"old")]) == b"old"
+    assert renamed(b"name", 2, [(0, b"parent-redirect"), (1, b"old")]) == b"old"
+    assert renamed(b"name", 2, [(0, b"parent-redirect")]) == b"name"
+
+
+def test_a_renamed_dir_renamed_back_in_a_later_layer():
+    # L holds a/d; U0 renamed it to a/n (redirect "d"); U1 renamed it back to
+    # a/d (redirect "n"): the chain leads to L's a/d again.
+    layers = {1: {b"a/n": Probe(DIR, redirects=((1, b"d"),))}, 0: {b"a/d": Probe(DIR)}}
+    assert redirected_stack(2, b"n", [(2, b"a"), (1, b"a"), (0, b"a")], [2, 1, 0],
+                            prober(layers)) == [(1, b"a/n"), (0, b"a/d")]

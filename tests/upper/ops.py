@@ -183,3 +183,77 @@ def fsync(path: str) -> Op:
 
 def statvfs_namemax() -> Op:
     return _named("statvfs", lambda root: os.statvfs(_p(root, "")).f_namemax)
+
+
+def reader_sees_writer(path: str, data: bytes) -> Op:
+    """A reader opened before a copy-up reads what a writer wrote after it."""
+    def op(root: Path) -> tuple[bytes, bytes]:
+        reader = os.open(_p(root, path), os.O_RDONLY)
+        try:
+            before = os.pread(reader, 64, 0)
+            writer = os.open(_p(root, path), os.O_WRONLY)
+            try:
+                os.pwrite(writer, data, 0)
+            finally:
+                os.close(writer)
+            return before, os.pread(reader, 64, 0)
+        finally:
+            os.close(reader)
+    return _named(f"reader_sees_writer({path!r})", op)
+
+
+def unlinked_while_open(path: str, data: bytes) -> Op:
+    """An open file keeps working after its name is gone."""
+    def op(root: Path) -> tuple:
+        fd = os.open(_p(root, path), os.O_RDWR)
+        try:
+            os.unlink(_p(root, path))
+            os.pwrite(fd, data, 0)
+            st = os.fstat(fd)
+            os.fchmod(fd, 0o600)
+            return st.st_size, st.st_nlink, os.pread(fd, 64, 0), \
+                stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+    return _named(f"unlinked_while_open({path!r})", op)
+
+
+def exchange(one: str, other: str) -> Op:
+    """renameat2(RENAME_EXCHANGE)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def op(root: Path) -> None:
+        if libc.renameat2(-100, _p(root, one), -100, _p(root, other), 2) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    return _named(f"exchange({one!r}, {other!r})", op)
+
+
+def as_user(uid: int, inner: Op) -> Op:
+    """``inner`` run by another user (a forked child with that uid and gid)."""
+    def op(root: Path) -> Any:
+        import pickle
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                try:
+                    result: Any = ("ok", inner(root))
+                except OSError as exc:
+                    result = ("err", exc.errno)
+                os.write(write_end, pickle.dumps(result))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            kind, value = pickle.loads(pipe.read())
+        os.waitpid(pid, 0)
+        if kind == "err":
+            raise OSError(value, os.strerror(value))
+        return value
+    return _named(f"as_user({uid}, {inner.__name__})", op)

@@ -314,3 +314,56 @@ def test_uppers_committed_as_lower_layers_keep_their_redirects(scratch, needs_ro
         pair.rotate()
     with pair.mounted():
         pair.check()
+
+
+def test_userxattr_writes_user_overlay_xattrs_and_renames_no_lower_dirs(scratch, needs_root):
+    """-o userxattr (a normal user's default): user.overlay.* xattrs, and EXDEV for
+    lower dirs, since the kernel follows no redirects with userxattr."""
+    pair = run(scratch, [
+        ops.mkdir("newdir"),
+        ops.rmdir("emptydir"),
+        ops.mkdir("emptydir"),
+        ops.unlink("a/file1"),
+        ops.rename("a", "a2"),                   # EXDEV
+        ops.mkdir("fresh"),
+        ops.rename("fresh", "a/fresh"),          # pure upper: fine, made opaque
+        ops.chmod("m/lo", 0o600),
+    ], kernel_options=["userxattr"], layerfs_options=["userxattr"])
+    upper = pair.layerfs.upper
+    assert os.getxattr(upper / "emptydir", "user.overlay.opaque") == b"y"
+    assert os.getxattr(upper / "a/fresh", "user.overlay.opaque") == b"y"
+    assert all(not name.startswith("trusted.overlay.") for path in upper.rglob("*")
+               for name in os.listxattr(path, follow_symlinks=False))
+
+
+def test_open_files_across_copy_up_unlink_and_exchange(scratch, needs_root):
+    run(scratch, [
+        ops.reader_sees_writer("a/file1", b"NEW"),
+        ops.reader_sees_writer("lonely/only", b"changed"),
+        ops.unlinked_while_open("m/lo", b"still here"),
+        ops.create("fresh", b"f"),
+        ops.unlinked_while_open("fresh", b"written after unlink"),
+        ops.exchange("a/new", "m/hi"),           # two files
+        ops.exchange("a", "lonely"),             # two dirs: both get redirects
+        ops.exchange("b", "xf"),                 # a dir and a file
+        ops.exchange("c", "nothing"),            # ENOENT
+        ops.listdir("a"),
+        ops.listdir("lonely"),
+    ])
+
+
+def test_permissions_are_checked_for_other_users(scratch, needs_root):
+    """default_permissions with allow_other: another uid gets the kernel's EACCES/EPERM."""
+    run(scratch, [
+        ops.as_user(1000, ops.write("a/file1", b"no")),           # root's 0644 file
+        ops.as_user(1000, ops.create("a/new-by-user")),           # root's 0755 dir
+        ops.as_user(1000, ops.unlink("a/file1")),
+        ops.as_user(1000, ops.write("owned/f", b"mine")),         # the user's own file
+        ops.as_user(1000, ops.create("owned/made", b"by 1000")),
+        ops.as_user(1000, ops.chmod("a/file1", 0o777)),           # EPERM: not the owner
+        ops.as_user(1000, ops.chown("owned/f", 0, 0)),            # EPERM
+        ops.as_user(1000, ops.read("a/sub/deep")),                # 0600 of uid 1000
+        ops.as_user(2000, ops.read("a/sub/deep")),                # EACCES
+        ops.as_user(1000, ops.mkdir("sgid/d")),
+        ops.lstat("owned/made"),
+    ], layerfs_options=["allow_other"])

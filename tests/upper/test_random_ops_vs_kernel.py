@@ -54,13 +54,17 @@ STACK = [
 
 
 class OverlayMachine(RuleBasedStateMachine):
+    KERNEL_OPTIONS: tuple[str, ...] = ()
+    LAYERFS_OPTIONS: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         super().__init__()
         base = Path(tempfile.mkdtemp(prefix="layerfs-random-", dir="/var/tmp"))
         self.base = base
         self.mounts = contextlib.ExitStack()
         try:
-            self.pair = OverlayPair(base, STACK)
+            self.pair = OverlayPair(base, STACK, kernel_options=self.KERNEL_OPTIONS,
+                                    layerfs_options=self.LAYERFS_OPTIONS)
             self.mounts.enter_context(self.pair.mounted())
         except BaseException:
             self.mounts.close()
@@ -188,12 +192,21 @@ class OverlayMachine(RuleBasedStateMachine):
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+class UserxattrMachine(OverlayMachine):
+    """The same with userxattr (a normal user's format): no redirects, EXDEV."""
+
+    KERNEL_OPTIONS = ("userxattr",)
+    LAYERFS_OPTIONS = ("userxattr",)
+
+
 @pytest.mark.timeout(1800)
-def test_random_operation_sequences_match_the_kernel():
+@pytest.mark.parametrize("machine", [OverlayMachine, UserxattrMachine],
+                         ids=["redirect_dir=on", "userxattr"])
+def test_random_operation_sequences_match_the_kernel(machine):
     reason = kernel_overlay_available()
     if reason is not None:
         pytest.skip(f"kernel overlay comparison impossible: {reason}")
-    run_state_machine_as_test(OverlayMachine, settings=settings(
+    run_state_machine_as_test(machine, settings=settings(
         max_examples=int(os.environ.get("LAYERFS_UPPER_EXAMPLES", "30")),
         stateful_step_count=int(os.environ.get("LAYERFS_UPPER_STEPS", "25")),
         deadline=None, suppress_health_check=list(HealthCheck)))
