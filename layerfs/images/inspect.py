@@ -29,7 +29,7 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
         if cached is not None:
             info = cached.info()
         elif source.blob is not None:
-            info = survey_blob(source.blob)
+            info = survey_blob(source.blob, cache.limits if cache is not None else None)
         else:
             info = survey_dir(source.directory or "")
             info.setdefault("diff_size", info.get("file_bytes"))

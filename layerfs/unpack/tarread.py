@@ -98,10 +98,14 @@ class TarReader:
         """Type 'S': up to 4 map entries in the header, then 21 per extension block."""
         entries, extended, real_size = member._sparse_structs  # type: ignore[attr-defined]
         del member._sparse_structs  # type: ignore[attr-defined]
+        blocks = 0
         while extended:
-            if len(entries) > self._map_limit():
-                raise ImageError(f"layer {self.label}: sparse entry '{member.name}' has a map "
-                                 f"of more than {self._map_limit()} entries")
+            blocks += 1
+            if blocks > self.limits.max_header_size // tarfile.BLOCKSIZE:
+                raise ImageError(f"layer {self.label}: sparse entry '{member.name}' has an "
+                                 f"oversized map (more than "
+                                 f"{self.limits.max_header_size // tarfile.BLOCKSIZE} "
+                                 "extension blocks)")
             block = tar.fileobj.read(tarfile.BLOCKSIZE)
             if len(block) < tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("unexpected end of data in a sparse map")
