@@ -52,7 +52,12 @@ def _image_entries(index: dict, where: str) -> list[dict]:
         return []
     need_list(manifests, where, "'manifests'")
     return [checked_descriptor(m, where) for m in manifests if isinstance(m, dict)
-            and m.get("mediaType") in INDEX_TYPES | MANIFEST_TYPES | {None}]
+            and _media_type(m) in INDEX_TYPES | MANIFEST_TYPES | {None}]
+
+
+def _media_type(document: dict) -> str | None:
+    value = document.get("mediaType")
+    return value if isinstance(value, str) else None if value is None else "invalid"
 
 
 def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
@@ -102,7 +107,7 @@ def _resolve_manifest(files: ImageFiles, descriptor: dict, platform: str) -> tup
             raise ImageError(f"{files.where}: index {digest} refers back to itself (a cycle)")
         seen.add(digest)
         document = _read_blob_json(files, digest, "manifest")
-        media_type = descriptor.get("mediaType") or document.get("mediaType")
+        media_type = _media_type(descriptor) or _media_type(document)
         if media_type in INDEX_TYPES or "manifests" in document:
             entries = _image_entries(document, f"{files.where}: index {digest}")
             if not entries:

@@ -46,7 +46,7 @@ def entry_path(name: str | bytes, label: str, what: str = "entry") -> bytes:
 def link_target(target: str | bytes, label: str, path: bytes) -> bytes:
     """A symlink's target as bytes; any content is fine except a NUL or an overlong one."""
     raw = os.fsencode(target)
-    if b"\0" in raw or len(raw) >= PATH_MAX:
+    if not raw or b"\0" in raw or len(raw) >= PATH_MAX:
         raise ImageError(f"layer {label}: symlink '{shown(path)}' has an impossible target "
                          f"('{shown(raw)}', {len(raw)} bytes)")
     return raw
