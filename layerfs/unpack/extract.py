@@ -196,19 +196,26 @@ class LayerWriter:
             self._write_file(full, None)  # stands in for the device; the sidecar says what it is
 
     def _remove(self, path: bytes, kind: str) -> None:
-        """A later entry replaces an earlier one at the same path (layer.md)."""
+        """A later entry replaces an earlier one at the same path (layer.md).
+
+        What is forgotten is found on disk below the path, not by scanning everything
+        recorded: replacing entries again and again must not cost the whole layer each time.
+        """
         full = self._full(path)
+        gone = [path]
         if kind == DIR:
+            gone += _paths_below(full, path)
             remove_tree(full)
-            prefix = path + b"/"
-            for below in [p for p in self.kinds if p.startswith(prefix)]:
-                del self.kinds[below]
-                self.dir_times.pop(below, None)
         else:
             os.unlink(full)
-        del self.kinds[path]
-        self.dir_times.pop(path, None)
-        self.sidecar.forget(path)
+        sidecar = self.sidecar
+        for below in gone:
+            self.kinds.pop(below, None)
+            self.dir_times.pop(below, None)
+            sidecar.stats.pop(below, None)
+            sidecar.xattrs.pop(below, None)
+            sidecar.whiteouts.pop(below, None)
+            sidecar.implied_dirs.discard(below)
 
     # -- parents -----------------------------------------------------------------
 
@@ -336,6 +343,21 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
         return max(-_MTIME_MAX, min(_MTIME_MAX, int(member.mtime * 1_000_000_000)))
     except (OverflowError, ValueError):  # inf, nan
         return 0
+
+
+def _paths_below(full: bytes, path: bytes) -> list[bytes]:
+    """Layer paths of everything below the directory ``full`` (= ``path``), without recursion."""
+    found = []
+    pending = [(full, path)]
+    while pending:
+        directory, relative = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                below = relative + b"/" + entry.name
+                found.append(below)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, below))
+    return found
 
 
 def _xattr_keys(member: tarfile.TarInfo) -> bool:

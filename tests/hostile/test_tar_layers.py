@@ -318,3 +318,14 @@ def test_refusals_as_a_normal_user(sandbox: Sandbox) -> None:
     sandbox.give_to(UNPRIVILEGED)
     sandbox.seal()
     sandbox.refused(sandbox.mount(user=UNPRIVILEGED), r"entry 'a/evil' lies below the symlink")
+
+
+def test_real_sparse_files_unpack_with_their_holes(sandbox: Sandbox) -> None:
+    chunks = [(0, b"a" * 512), (8192, b"b" * 512)]
+    expected = b"a" * 512 + bytes(8192 - 512) + b"b" * 512 + bytes(10000 - 8704)
+    tar = (rawtar.sparse_pax_1_0(b"pax-sparse", 10000, chunks)
+           + rawtar.sparse_old_gnu(b"gnu-sparse", 10000, chunks) + rawtar.end())
+    out = _unpack(sandbox, tar)
+    root = rawtar.Path(out["root"])
+    assert (root / "pax-sparse").read_bytes() == expected
+    assert (root / "gnu-sparse").read_bytes() == expected
