@@ -62,6 +62,7 @@ class LayerWriter:
             raise ImageError(f"layer {self.label}: more than {self.limits.max_entries} entries "
                              "(raise the limit with --max-entries or LAYERFS_MAX_ENTRIES)")
         path = entry_path(member.name, self.label)
+        _check_numbers(member, self.label, path)
         if len(path) > self.max_path:
             raise ImageError(f"layer {self.label}: entry '{shown(path)}' has a path of "
                              f"{len(path)} bytes, too long to store (PATH_MAX is {PATH_MAX})")
@@ -343,6 +344,21 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
         return max(-_MTIME_MAX, min(_MTIME_MAX, int(member.mtime * 1_000_000_000)))
     except (OverflowError, ValueError):  # inf, nan
         return 0
+
+
+_ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "no change" to chown: not an owner
+_DEV_MAX = (1 << 32) - 1
+
+
+def _check_numbers(member: tarfile.TarInfo, label: str, path: bytes) -> None:
+    """Owners, device numbers and sizes a filesystem can hold (PAX allows any number)."""
+    for what, value, limit in (("uid", member.uid, _ID_MAX), ("gid", member.gid, _ID_MAX),
+                               ("size", member.size, 1 << 62),
+                               ("device major", member.devmajor, _DEV_MAX),
+                               ("device minor", member.devminor, _DEV_MAX)):
+        if not isinstance(value, int) or not 0 <= value <= limit:
+            raise ImageError(f"layer {label}: entry '{shown(path)}' has an impossible {what} "
+                             f"({value})")
 
 
 def _paths_below(full: bytes, path: bytes) -> list[bytes]:

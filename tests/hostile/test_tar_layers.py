@@ -88,6 +88,11 @@ CASES = {
     "bad-xattr-name": (raw_case(lambda b: rawtar.pax({b"SCHILY.xattr.": b"v"})
                                 + rawtar.member(b"x", b"") + rawtar.end()),
                        r"entry 'x' has an invalid xattr name"),
+    "negative-uid": (raw_case(lambda b: rawtar.pax({b"uid": b"-5"}) + rawtar.member(b"x", b"")
+                              + rawtar.end()), r"entry 'x' has an impossible uid \(-5\)"),
+    "huge-device-number": (raw_case(lambda b: rawtar.header(b"dev", kind=b"3", devmajor=1 << 40)
+                                    + rawtar.end()),
+                           r"entry 'dev' has an impossible device major \(1099511627776\)"),
     "root-is-a-file": (entries_case(lambda b: [f("./", b"x")]),
                        r"the root entry '\./' is not a directory"),
     "file-below-file": (entries_case(lambda b: [f("a", b"x"), f("a/b", b"y")]),
