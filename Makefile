@@ -3,7 +3,7 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 # Build and run needs; the rest are the references the tests compare against.
 APT_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr \
-               fuse-overlayfs umoci skopeo
+               fuse-overlayfs umoci skopeo docker.io podman
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test clean

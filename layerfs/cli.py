@@ -101,6 +101,9 @@ def _build_parser() -> argparse.ArgumentParser:
     umount.add_argument("mountpoint")
     umount.add_argument("-z", "--lazy", action="store_true", help="detach even if busy")
     umount.set_defaults(run=_cmd_umount)
+
+    from .explore.cli import register as register_explore
+    register_explore(commands)
     return parser
 
 

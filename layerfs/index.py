@@ -33,6 +33,8 @@ from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
 
+LAYER_XATTR = b"user.layerfs.layer"
+
 
 class Node:
     """One visible entry of the merged tree."""
@@ -181,7 +183,13 @@ class PathIndex:
         return shown
 
     def get_xattr(self, node: Node, name: bytes) -> bytes:
-        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none."""
+        """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none.
+
+        ``user.layerfs.layer`` names the layer providing the entry ("3 sha256:..."); it is
+        answered only when asked for by name, never listed, so copies do not carry it."""
+        if name == LAYER_XATTR:
+            provider = self.layers[node.layer]
+            return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
         layer, relpath = self.backing(node)
         sidecar = self._sidecars[node.layer]
         if sidecar is not None and name in sidecar.xattrs_of(relpath):
@@ -196,6 +204,40 @@ class PathIndex:
         layer, relpath = self.backing(node)
         with backing_io(layer, relpath):
             return os.readlink(layer.path_of(relpath))
+
+    # -- one layer's own entries (which, diff, usage) ---------------------------
+
+    def layer_listing(self, position: int, relpath: bytes) -> ScannedDir:
+        """Layer ``position``'s copy of directory ``relpath`` as the merge reads it: its
+        names, and the whiteouts of its markers and of its recorded metadata."""
+        result = scan_dir(self.layers[position], relpath, is_root=not relpath)
+        sidecar = self._sidecars[position]
+        if sidecar is not None:
+            result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
+        return result
+
+    def layer_stat(self, position: int, relpath: bytes) -> os.stat_result:
+        """What an entry of one layer shows: its lstat with the layer's recorded metadata
+        applied (the caller knows the parent is a real directory of the layer)."""
+        layer = self.layers[position]
+        try:
+            st = os.lstat(layer.path_of(relpath))
+        except OSError as exc:
+            raise LayerError.from_os_error(layer, relpath, exc) from exc
+        return self._shown_stat(position, relpath, st)
+
+    def layer_has_dir(self, position: int, relpath: bytes) -> bool:
+        """Whether ``relpath`` is a real directory in layer ``position`` (no component a symlink)."""
+        layer = self.layers[position]
+        path = b""
+        for part in relpath.split(b"/") if relpath else ():
+            path = path + b"/" + part if path else part
+            try:
+                if not stat.S_ISDIR(os.lstat(layer.path_of(path)).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
@@ -344,6 +386,7 @@ class PathIndex:
         stack = [(position, self.relpath_in(directory, position))
                  for position in directory.layers]
         number = 0
+        followed = False  # the first redirect's stack already follows the later ones
         while number < len(stack):
             position, path = stack[number]
             result = scan_dir(self.layers[position], path, is_root=is_root)
@@ -353,8 +396,9 @@ class PathIndex:
             scanned.append((position, result))
             if result.listing.opaque:
                 break
-            if result.redirect is not None and directory.parent is not None:
+            if result.redirect is not None and directory.parent is not None and not followed:
                 stack[number + 1:] = self._redirected_stack(directory, position, result.redirect)
+                followed = True
             number += 1
         self._pin_paths(directory, stack[:len(scanned)])
         return scanned
@@ -529,18 +573,6 @@ class PathIndex:
         node.layers = (self.upper,)
         node.paths = None
         self._lower_children.pop(node.ino, None)
-
-    def redirect_value(self, node: Node, same_parent: bool, existing: bytes | None) -> bytes:
-        """The ``overlay.redirect`` value a dir with lower layers gets when it moves:
-        its lower name when it stays in its parent, else the absolute path of its
-        lower dir. An absolute redirect stays as it is, a relative one within its
-        parent (the kernel's rule)."""
-        if existing and (same_parent or existing.startswith(b"/")):
-            return existing
-        if same_parent:
-            return node.name
-        lower = next(position for position in node.layers if position != self.upper)
-        return b"/" + self.relpath_in(node, lower)
 
     def set_stat(self, node: Node, st: os.stat_result) -> None:
         """New attributes for ``node``'s inode, under every name it has."""

@@ -127,31 +127,37 @@ def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedD
 def probe_path(layer: Layer, relpath: bytes) -> Probe:
     """What ``layer`` holds at ``relpath``, walking it from the layer's root as the
     kernel's lookup of a redirect does: a whiteout or a non-directory on the way
-    ends the search; an opaque directory on the way hides the layers below."""
+    ends the search; an opaque directory on the way hides the layers below
+    (unless an absolute redirect after it points elsewhere); every redirect met
+    is reported, since each rewrites the path looked up below."""
     parts = [part for part in relpath.split(b"/") if part]
     current = b""
-    opaque_on_the_way = False
+    stop = False
+    redirects: list[tuple[int, bytes]] = []
     for number, part in enumerate(parts):
         parent = current
         current = parent + b"/" + part if parent else part
+        met = tuple(redirects)
         try:
             st = os.lstat(layer.path_of(current))
         except FileNotFoundError:
-            if not layer.upper and os.path.lexists(
-                    layer.path_of(parent + b"/" + WHITEOUT_PREFIX + part if parent
-                                  else WHITEOUT_PREFIX + part)):
-                return Probe(WHITEOUT)
-            return Probe(MISSING)
+            marker = parent + b"/" + WHITEOUT_PREFIX + part if parent else WHITEOUT_PREFIX + part
+            if not layer.upper and os.path.lexists(layer.path_of(marker)):
+                return Probe(WHITEOUT, redirects=met)
+            return Probe(MISSING, redirects=met)
         except NotADirectoryError:
-            return Probe(OTHER)
+            return Probe(OTHER, redirects=met)
         if is_whiteout_device(st.st_mode, st.st_rdev):
-            return Probe(WHITEOUT)
+            return Probe(WHITEOUT, redirects=met)
         if not stat.S_ISDIR(st.st_mode):
-            return Probe(OTHER)
+            return Probe(OTHER, redirects=met)
         xattrs = read_xattrs(layer.path_of(current), _DIR_XATTR_SET)
-        opaque = opaque_state(xattrs)[0] or (
-            not layer.upper and os.path.lexists(layer.path_of(current + b"/" + OPAQUE_MARKER)))
-        if number == len(parts) - 1:
-            return Probe(DIR, opaque or opaque_on_the_way, redirect_of(xattrs))
-        opaque_on_the_way = opaque_on_the_way or opaque
-    return Probe(MISSING)
+        if opaque_state(xattrs)[0] or (
+                not layer.upper and os.path.lexists(layer.path_of(current + b"/" + OPAQUE_MARKER))):
+            stop = True
+        redirect = redirect_of(xattrs)
+        if redirect is not None:
+            redirects.append((number, redirect))
+            if redirect.startswith(b"/") and number < len(parts) - 1:
+                stop = False
+    return Probe(DIR, stop, tuple(redirects)) if parts else Probe(MISSING)

@@ -390,11 +390,34 @@ class Upper:
             return None
         if not self.redirect_dir:
             raise _fail(errno.EXDEV)
-        existing = self.disk.redirect(node.path()) if self.index.is_upper(node) else None
-        value = self.index.redirect_value(node, same_parent, existing)
+        existing = self._upper_redirect(node)
+        if existing and (same_parent or existing.startswith(b"/")):
+            value = existing  # still right: it moves within its parent, or is absolute
+        elif same_parent:
+            value = node.name
+        else:
+            value = self._absolute_redirect(node)
         if len(value) > REDIRECT_MAX:
             raise _fail(errno.EXDEV)
         return value
+
+    def _upper_redirect(self, node: Node) -> bytes | None:
+        return self.disk.redirect(node.path()) if self.index.is_upper(node) else None
+
+    def _absolute_redirect(self, node: Node) -> bytes:
+        """Where the layers below hold ``node``, from the root: its path, each
+        component replaced by the upper redirect of the dir there (the kernel's
+        ``ovl_get_redirect``; lookups below rewrite it through lower redirects)."""
+        parts = []
+        current = node
+        while current.parent is not None:
+            value = self._upper_redirect(current)
+            if value and value.startswith(b"/"):
+                parts.append(value.strip(b"/"))
+                break
+            parts.append(value or current.name)
+            current = current.parent
+        return b"/" + b"/".join(reversed(parts))
 
     def _prepare_moved_dir(self, node: Node, relpath: bytes, new_parent: Node,
                            redirect: bytes | None) -> None:

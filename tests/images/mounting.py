@@ -1,7 +1,6 @@
-"""Local test helpers: mount an image with ``layerfs mount -f`` in a subprocess (always
-unmounted and stopped afterwards), run the CLI, and snapshot a tree for comparison.
-
-Kept small and local until the shared helpers of tests/support are on this branch.
+"""Helpers of the image tests: mount an image (the shared, always-unmounting
+helper of tests/support), run the CLI, and snapshot a tree as ``umoci unpack``
+can be compared with it (types, modes, owners, sizes, contents, targets).
 """
 
 from __future__ import annotations
@@ -9,69 +8,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
 import stat
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MOUNT_TIMEOUT = 60.0
+from tests.support.mounting import layerfs_env, layerfs_mounted
+from tests.support.mounting import run_layerfs as _run_layerfs
 
-
-def env() -> dict[str, str]:
-    result = dict(os.environ)
-    result["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + result.get("PYTHONPATH", "")
-    return result
+env = layerfs_env
 
 
 def run_layerfs(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "layerfs", *args], env=env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == target for line in mounts)
-
-
-def _unmount(path: Path) -> None:
-    if _mounted(path):
-        command = ["umount", "-l"] if os.geteuid() == 0 else ["fusermount3", "-u", "-z"]
-        subprocess.run(command + [str(path)], capture_output=True)
+    return _run_layerfs(*args, timeout=timeout)
 
 
 @contextlib.contextmanager
 def mounted(image: str, mountpoint: Path, *args: str) -> Iterator[Path]:
-    """``layerfs mount -f ARGS IMAGE MOUNTPOINT`` for the duration of the block."""
+    """``layerfs mount -f --quiet ARGS IMAGE MOUNTPOINT`` for the duration of the block."""
     mountpoint.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "layerfs", "mount", "-f", "--quiet",
-                                *args, image, str(mountpoint)], env=env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not _mounted(mountpoint):
-            if process.poll() is not None:
-                raise RuntimeError(f"layerfs mount exited {process.returncode}: "
-                                   f"{process.stderr.read() if process.stderr else ''}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{mountpoint} not mounted after {MOUNT_TIMEOUT}s")
-            time.sleep(0.05)
+    with layerfs_mounted(mountpoint, "--quiet", *args, image):
         yield mountpoint
-    finally:
-        _unmount(mountpoint)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def snapshot(root: Path, *, owners: bool = True) -> dict[str, tuple]:

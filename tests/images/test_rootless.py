@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mounting import REPO_ROOT, force_unmount, layerfs_mounted
+
 from .builtimages import build_umoci_layout, have, umoci_reference
-from .mounting import REPO_ROOT, _mounted, _unmount, snapshot
+from .mounting import snapshot
 
 USER = "layerfs-images"
 
@@ -99,22 +101,10 @@ def test_user_sees_the_image_as_root_unpacks_it(user) -> None:
         for path in (mountpoint, cache):
             os.chown(path, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", USER, "--", "env", f"PYTHONPATH={REPO_ROOT}"]
-        process = subprocess.Popen([*as_user, sys.executable, "-m", "layerfs", "mount", "-f",
-                                    "--quiet", "--cache-dir", str(cache), f"{layout}:v4",
-                                    str(mountpoint)], stderr=subprocess.PIPE, text=True)
-        try:
-            for _ in range(600):
-                if _mounted(mountpoint) or process.poll() is not None:
-                    break
-                subprocess.run(["sleep", "0.05"])
-            assert _mounted(mountpoint), process.stderr.read() if process.stderr else ""
+        with layerfs_mounted(mountpoint, "--quiet", "--cache-dir", str(cache), f"{layout}:v4",
+                             user=USER):
             result = subprocess.run([*as_user, sys.executable, "-c", SNAPSHOT_AS_USER,
                                      str(mountpoint)], capture_output=True, text=True, check=True)
-        finally:
-            _unmount(mountpoint)
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
         seen = {path: tuple(value) for path, value in json.loads(result.stdout).items()}
         # The unpack ran as the user: the disk holds the user's files, the sidecar the image's.
         assert all(os.lstat(p).st_uid == user.pw_uid for p in (cache / "layers").rglob("*"))
@@ -131,7 +121,7 @@ def test_user_sees_the_image_as_root_unpacks_it(user) -> None:
                 differences[path] = (got, want)
         assert differences == {}
     finally:
-        _unmount(mountpoint)
+        force_unmount(mountpoint)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -110,6 +110,18 @@ class OverlayPair:
         with self.kernel_mounted(), self.layerfs_mounted():
             yield self
 
+    def rotate(self) -> None:
+        """(Unmounted) make each side's upper dir its top lower layer, with a fresh
+        upper and work dir: a committed container layer."""
+        for side in self.sides.values():
+            number = len(side.lowers)
+            side.lowers.append(side.upper)
+            side.upper = side.upper.parent / f"upper{number}"
+            side.work = side.work.parent / f"work{number}"
+            side.upper.mkdir()
+            side.work.mkdir()
+            os.utime(side.upper, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))
+
     # -- operating ----------------------------------------------------------------------
 
     def apply(self, operation: Operation, label: str = "") -> tuple[Any, Any]:

@@ -36,7 +36,7 @@ def create(path: str, data: bytes = b"", mode: int = 0o644) -> Op:
 
 def write(path: str, data: bytes, offset: int = 0) -> Op:
     def op(root: Path) -> int:
-        fd = os.open(_p(root, path), os.O_WRONLY)
+        fd = os.open(_p(root, path), os.O_WRONLY | os.O_NONBLOCK)
         try:
             return os.pwrite(fd, data, offset)
         finally:
@@ -46,7 +46,7 @@ def write(path: str, data: bytes, offset: int = 0) -> Op:
 
 def append(path: str, data: bytes) -> Op:
     def op(root: Path) -> int:
-        fd = os.open(_p(root, path), os.O_WRONLY | os.O_APPEND)
+        fd = os.open(_p(root, path), os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
         try:
             return os.write(fd, data)
         finally:
@@ -57,7 +57,7 @@ def append(path: str, data: bytes) -> Op:
 def overwrite(path: str, data: bytes) -> Op:
     """open(O_TRUNC) and write: copy-up without the old data."""
     def op(root: Path) -> int:
-        fd = os.open(_p(root, path), os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(_p(root, path), os.O_WRONLY | os.O_TRUNC | os.O_NONBLOCK)
         try:
             return os.write(fd, data)
         finally:
@@ -70,9 +70,19 @@ def truncate(path: str, size: int) -> Op:
 
 
 def read(path: str) -> Op:
-    def op(root: Path) -> bytes:
-        with open(_p(root, path), "rb") as f:
-            return f.read()
+    """The content of a regular file (others are opened without blocking: a FIFO)."""
+    def op(root: Path) -> bytes | str:
+        fd = os.open(_p(root, path), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return stat.filemode(st.st_mode)
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
     return _named(f"read({path!r})", op)
 
 
@@ -163,7 +173,7 @@ def listxattr(path: str) -> Op:
 
 def fsync(path: str) -> Op:
     def op(root: Path) -> None:
-        fd = os.open(_p(root, path), os.O_RDWR)
+        fd = os.open(_p(root, path), os.O_RDWR | os.O_NONBLOCK)
         try:
             os.fsync(fd)
         finally:

@@ -290,3 +290,27 @@ def test_lower_hard_links_stay_one_inode_as_with_index_on(scratch, needs_root):
     ], kernel_options=["index=on"], compare_uppers=False,
         # Its upper then counts links in its index dir (overlay.nlink xattrs).
         swap_kernel_upper=False)
+
+
+def test_uppers_committed_as_lower_layers_keep_their_redirects(scratch, needs_root):
+    """Each upper becomes a lower layer of the next mount (container commits):
+    redirects and whiteouts in middle layers are followed as the kernel does."""
+    pair = OverlayPair(scratch, stack())
+    rounds = [
+        [ops.rename("a", "a2"), ops.rename("a2/sub", "a2/sub2"), ops.unlink("m/lo")],
+        [ops.rename("a2", "c/a3"), ops.rename("c/a3/sub2", "lonely/sub3"),
+         ops.create("c/a3/new", b"n")],
+        [ops.rename("c/a3", "a"), ops.rename("lonely/sub3/deeper", "deeper"),
+         ops.rmdir("b")],
+    ]
+    for number, operations in enumerate(rounds):
+        with pair.mounted():
+            pair.check()
+            for operation in operations:
+                pair.apply(operation)
+                pair.check()
+        differences = pair.upper_differences()
+        assert not differences, f"round {number}: upper dirs differ:\n" + "\n".join(differences)
+        pair.rotate()
+    with pair.mounted():
+        pair.check()

@@ -1,0 +1,120 @@
+"""Output for the explore commands: aligned tables, sizes, paths, colour, JSON.
+
+Colour (ANSI) only when the stream is a terminal and ``NO_COLOR`` is unset;
+piped output is plain text that scripts can cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence, TextIO
+
+_CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
+          "magenta": "35", "cyan": "36"}
+
+
+def colour_enabled(stream: TextIO | None = None) -> bool:
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+class Painter:
+    """Wraps text in ANSI styles, or leaves it alone when colour is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, *styles: str) -> str:
+        if not self.enabled or not styles or not text:
+            return text
+        codes = ";".join(_CODES[s] for s in styles if s in _CODES)
+        return f"\x1b[{codes}m{text}\x1b[0m" if codes else text
+
+
+def human_size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 1024:
+        return f"{sign}{value}B"
+    number = float(value)
+    for unit in ("K", "M", "G", "T"):
+        number /= 1024
+        if number < 1024 or unit == "T":
+            return f"{sign}{number:.1f}{unit}"
+    return f"{sign}{value}B"
+
+
+def parse_size(text: str) -> int:
+    """``"20MB"``, ``"1.5G"``, ``"4096"``, ``"10KiB"`` -> bytes (binary units)."""
+    cleaned = text.strip().upper().replace("IB", "").rstrip("B")
+    factor = 1
+    for unit, scale in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
+        if cleaned.endswith(unit):
+            cleaned, factor = cleaned[:-1], scale
+            break
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a size (e.g. 4096, 20M, 1.5G)") from None
+    if value < 0:
+        raise ValueError(f"'{text}': a size cannot be negative")
+    return int(value * factor)
+
+
+def shown_path(relpath: bytes) -> str:
+    """A merged-tree path for a terminal: absolute, control bytes and bad UTF-8 escaped."""
+    text = "/" + relpath.decode("utf-8", "backslashreplace")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        text = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)
+    return text
+
+
+def json_path(relpath: bytes) -> str:
+    """A merged-tree path in JSON: absolute, ``os.fsdecode`` (bad bytes as \\udcXX)."""
+    return "/" + os.fsdecode(relpath)
+
+
+def parse_path(text: str) -> bytes:
+    """A user-given path (absolute or relative to the image root) as an index path."""
+    return b"/".join(p for p in os.fsencode(text).split(b"/") if p and p != b".")
+
+
+def mode_text(mode: int | None) -> str:
+    return "-" if mode is None else f"{mode & 0o7777:04o}"
+
+
+def one_line(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], paint: Painter,
+          styles: Sequence[Sequence[str] | None] | None = None, indent: str = "") -> str:
+    """Columns padded to their widest cell; the last column is never padded.
+
+    ``styles`` gives per-row styles (applied after padding, so widths stay right).
+    """
+    all_rows = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    lines = []
+    for number, row in enumerate(all_rows):
+        last = len(row) - 1
+        cells = [c.ljust(w) if i < last else c
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        line = "  ".join(cells).rstrip()
+        if number == 0:
+            line = paint(line, "bold")
+        elif styles is not None and styles[number - 1]:
+            line = paint(line, *styles[number - 1])  # type: ignore[misc]
+        lines.append(indent + line)
+    return "\n".join(lines)
+
+
+def dumps(document: object) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=True)
