@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import errno
 import json
+import lzma
 import os
 import posixpath
 import stat
 import tarfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
 
 _MAX_LINK_HOPS = 32
+MAX_ARCHIVE_MEMBERS = 1_000_000
+# What tarfile may raise for a damaged archive (its headers, its gzip/bzip2/xz wrapping).
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError,
+                  IndexError, KeyError, TypeError, RecursionError, OSError, zlib.error,
+                  lzma.LZMAError)
 MAX_JSON_BYTES = 32 << 20
 """Bigger than any real manifest, index or config; anything larger is refused unread."""
 
@@ -84,8 +91,9 @@ class ImageFiles:
             raise ImageError(f"{self.where}: {what or name} is missing ({name})") from None
         except PermissionError:
             raise ImageError(f"{self.where}: {name}: permission denied") from None
-        except OSError as exc:
-            raise ImageError(f"{self.where}: {name}: {exc.strerror or exc}") from None
+        except ARCHIVE_ERRORS as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ImageError(f"{self.where}: {name}: cannot be read ({reason})") from None
         return parse_json(data, self.where, name)
 
 
@@ -189,9 +197,15 @@ class TarFiles(ImageFiles):
         self.where = str(path)
         try:
             self._tar = tarfile.open(path, "r:*", errors="surrogateescape")
-            members = self._tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ImageError(f"{path}: not a readable image archive ({exc})") from None
+            members = []
+            for member in self._tar:
+                members.append(member)
+                if len(members) > MAX_ARCHIVE_MEMBERS:
+                    raise ImageError(f"{path}: more than {MAX_ARCHIVE_MEMBERS} files in the "
+                                     "image archive")
+        except ARCHIVE_ERRORS as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageError(f"{path}: not a readable image archive ({reason})") from None
         self._members: dict[str, tarfile.TarInfo] = {}
         self._dirs: set[str] = {""}
         for member in members:

@@ -18,8 +18,6 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
-from typing import BinaryIO
 
 from ..errors import ImageError
 from ..sidecar import Sidecar
@@ -27,7 +25,7 @@ from ..whiteouts import AUFS_META_PREFIX, OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES,
 from .limits import UnpackLimits, size_text
 from .names import NAME_MAX, PATH_MAX, UnsafeEntryError, entry_path, link_target, shown
 from .stream import CHUNK, LayerStream
-from .tarread import TarReader
+from .tarformat import MemberData, TarMember, TarStreamReader
 from .trees import remove_tree
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
@@ -56,7 +54,7 @@ class LayerWriter:
 
     # -- public ----------------------------------------------------------------
 
-    def add(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def add(self, member: TarMember, tar: TarStreamReader) -> None:
         self.entries += 1
         if self.entries > self.limits.max_entries:
             raise ImageError(f"layer {self.label}: more than {self.limits.max_entries} entries "
@@ -71,9 +69,6 @@ class LayerWriter:
         except OSError as exc:
             raise ImageError(f"layer {self.label}: entry '{shown(path)}': "
                              f"{exc.strerror or exc}") from None
-        except tarfile.TarError as exc:
-            raise ImageError(f"layer {self.label}: tar data ends inside entry "
-                             f"'{shown(path)}' ({exc})") from None
 
     def finish(self) -> Sidecar:
         """Set directory times (last, since adding entries changes them)."""
@@ -83,7 +78,7 @@ class LayerWriter:
 
     # -- entries ---------------------------------------------------------------
 
-    def _add(self, path: bytes, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _add(self, path: bytes, member: TarMember, tar: TarStreamReader) -> None:
         if not path:
             if not member.isdir():
                 raise ImageError(f"layer {self.label}: the root entry '{member.name}' "
@@ -119,7 +114,7 @@ class LayerWriter:
         os.close(fd)
         self.kinds[path] = MARKER
 
-    def _create(self, path: bytes, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _create(self, path: bytes, member: TarMember, tar: TarStreamReader) -> None:
         full = self._full(path)
         if member.isdir():
             os.mkdir(full, 0o700)
@@ -156,8 +151,8 @@ class LayerWriter:
                              f"the layer over the limit of {size_text(self.limits.max_layer_size)}"
                              " (raise it with --max-layer-size or LAYERFS_MAX_LAYER_SIZE)")
 
-    def _add_small_file(self, path: bytes, member: tarfile.TarInfo,
-                          tar: tarfile.TarFile) -> None:
+    def _add_small_file(self, path: bytes, member: TarMember,
+                          tar: TarStreamReader) -> None:
         """Small files: written and given their attributes through one descriptor."""
         reader = tar.extractfile(member)
         data = reader.read() if reader is not None else b""
@@ -169,13 +164,13 @@ class LayerWriter:
             mode = self._record_unprivileged(path, member, FILE)
         _write_small_file(self._full(path), data, owner, mode, _mtime_ns(member))
 
-    def _write_file(self, full: bytes, data: BinaryIO | None) -> None:
+    def _write_file(self, full: bytes, data: MemberData | None) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "wb", buffering=0) as out:
             if data is not None:
                 shutil.copyfileobj(data, out, CHUNK)
 
-    def _link(self, path: bytes, member: tarfile.TarInfo) -> None:
+    def _link(self, path: bytes, member: TarMember) -> None:
         target = entry_path(member.linkname, self.label, what=f"hard link '{member.name}' ->")
         kind = self.kinds.get(target)
         if kind is None or kind in (DIR, MARKER):
@@ -189,7 +184,7 @@ class LayerWriter:
         if target in self.sidecar.xattrs:
             self.sidecar.xattrs[path] = dict(self.sidecar.xattrs[target])
 
-    def _make_device(self, full: bytes, member: tarfile.TarInfo) -> None:
+    def _make_device(self, full: bytes, member: TarMember) -> None:
         kind_bits = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
         if self.privileged:
             os.mknod(full, kind_bits | 0o600, os.makedev(member.devmajor, member.devminor))
@@ -260,7 +255,7 @@ class LayerWriter:
 
     # -- attributes ----------------------------------------------------------------
 
-    def _set_attributes(self, path: bytes, member: tarfile.TarInfo, kind: str) -> None:
+    def _set_attributes(self, path: bytes, member: TarMember, kind: str) -> None:
         full = self._full(path)
         mode = member.mode & 0o7777
         if self.privileged:
@@ -278,7 +273,7 @@ class LayerWriter:
         else:
             os.utime(full, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
-    def _record_unprivileged(self, path: bytes, member: tarfile.TarInfo, kind: str) -> int:
+    def _record_unprivileged(self, path: bytes, member: TarMember, kind: str) -> int:
         """Keep the disk usable by this user and note in the sidecar what it does not show;
         returns the permission bits the disk gets."""
         mode = member.mode & 0o7777
@@ -302,7 +297,7 @@ class LayerWriter:
             self.sidecar.stats.pop(path, None)
         return disk_mode
 
-    def _set_xattrs(self, path: bytes, full: bytes, member: tarfile.TarInfo, kind: str) -> None:
+    def _set_xattrs(self, path: bytes, full: bytes, member: TarMember, kind: str) -> None:
         for key, value in member.pax_headers.items():
             if not key.startswith(XATTR_PAX_PREFIX):
                 continue
@@ -338,7 +333,7 @@ _DISK_TYPE = {DIR: stat.S_IFDIR, FILE: stat.S_IFREG, OTHER: stat.S_IFREG}
 _MTIME_MAX = 1 << 62
 
 
-def _mtime_ns(member: tarfile.TarInfo) -> int:
+def _mtime_ns(member: TarMember) -> int:
     """The entry's mtime in ns, clamped to what utimensat takes (PAX allows any number)."""
     try:
         return max(-_MTIME_MAX, min(_MTIME_MAX, int(member.mtime * 1_000_000_000)))
@@ -350,7 +345,7 @@ _ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "no change" to chown: not an owner
 _DEV_MAX = (1 << 32) - 1
 
 
-def _check_numbers(member: tarfile.TarInfo, label: str, path: bytes) -> None:
+def _check_numbers(member: TarMember, label: str, path: bytes) -> None:
     """Owners, device numbers and sizes a filesystem can hold (PAX allows any number)."""
     for what, value, limit in (("uid", member.uid, _ID_MAX), ("gid", member.gid, _ID_MAX),
                                ("size", member.size, 1 << 62),
@@ -376,7 +371,7 @@ def _paths_below(full: bytes, path: bytes) -> list[bytes]:
     return found
 
 
-def _xattr_keys(member: tarfile.TarInfo) -> bool:
+def _xattr_keys(member: TarMember) -> bool:
     return any(key.startswith(XATTR_PAX_PREFIX) for key in member.pax_headers)
 
 
@@ -400,26 +395,17 @@ def unpack_tar(stream: LayerStream, root: bytes, *, privileged: bool,
     """Unpack the whole layer ``stream`` into the empty directory ``root``."""
     writer = LayerWriter(root, stream.label, privileged=privileged, limits=limits,
                          final_root_length=final_root_length)
-    reader = TarReader(stream, stream.label, writer.limits)  # type: ignore[arg-type]
-    last: tarfile.TarInfo | None = None
+    reader = TarStreamReader(stream, stream.label, writer.limits)
+    last: TarMember | None = None
     for member in reader:
-        writer.add(member, reader.tar)
+        writer.add(member, reader)
         last = member
     end_of_entries = reader.offset
     stream.drain()
-    if last is not None and last.offset_data + _stored_size(last) > stream.diff_size:
+    if last is not None and last.offset_data + last.stored_size > stream.diff_size:
         raise ImageError(f"layer {stream.label}: tar data ends inside entry "
                          f"'{shown(os.fsencode(last.name))}'")
     if stream.data_end > end_of_entries:
         raise ImageError(f"layer {stream.label}: invalid tar header at offset {end_of_entries}")
     writer.finish()
     return writer
-
-
-def _stored_size(member: tarfile.TarInfo) -> int:
-    """Bytes of data the member occupies in the archive (a sparse file: only its blocks)."""
-    if not member.isreg() and member.type in tarfile.SUPPORTED_TYPES:
-        return 0
-    if member.sparse is not None:
-        return sum(length for _, length in member.sparse)
-    return member.size

@@ -10,7 +10,9 @@ padding a truncated tar lacks (FORMATS.md 1.4.3); the padding is never hashed.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import queue
+import tarfile
 import threading
 import zlib
 from typing import BinaryIO, Callable, Iterator
@@ -19,6 +21,7 @@ from ..errors import ImageError
 from .limits import size_text
 
 CHUNK = 1 << 20
+READ_ERRORS = (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, lzma.LZMAError)
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 TAR_BLOCK = 512
@@ -109,8 +112,9 @@ class BlobDecoder:
     def _read_raw(self) -> bytes:
         try:
             chunk = self._raw.read(CHUNK)
-        except OSError as exc:
-            raise ImageError(f"layer {self.label}: cannot read blob: {exc.strerror or exc}") from None
+        except READ_ERRORS as exc:  # a blob inside a damaged (compressed) archive, too
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ImageError(f"layer {self.label}: cannot read blob: {reason}") from None
         if chunk:
             self._blob_hash.update(chunk)
             self.blob_size += len(chunk)

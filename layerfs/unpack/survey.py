@@ -8,7 +8,7 @@ from ..errors import ImageError
 from .cache import LayerBlob, verify_digests
 from .limits import UnpackLimits
 from .stream import LayerStream
-from .tarread import TarReader
+from .tarformat import TarStreamReader
 
 
 def survey_blob(blob: LayerBlob, limits: UnpackLimits | None = None) -> dict:
@@ -24,7 +24,7 @@ def survey_blob(blob: LayerBlob, limits: UnpackLimits | None = None) -> dict:
         stream = LayerStream(raw, blob.label, background=False,
                              max_size=limits.max_layer_size)
         entries = 0
-        for _ in TarReader(stream, blob.label, limits):  # type: ignore[arg-type]
+        for _ in TarStreamReader(stream, blob.label, limits):
             entries += 1
             if entries > limits.max_entries:
                 raise ImageError(f"layer {blob.label}: more than {limits.max_entries} entries")

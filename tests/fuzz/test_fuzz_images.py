@@ -292,3 +292,57 @@ REPLAY = {"oci-index": replay_oci, "oci-manifest": replay_oci, "oci-config": rep
           "docker-save": replay_docker_save, "docker-legacy": replay_docker_legacy,
           "skopeo-dir": replay_skopeo_dir, "reference": replay_reference,
           "platform": replay_platform}
+
+
+def _archive_of(layout: Path, compress: bool) -> bytes:
+    import io
+    import tarfile as tarlib
+    out = io.BytesIO()
+    with tarlib.open(fileobj=out, mode="w:gz" if compress else "w") as tar:
+        tar.add(layout, arcname=".")
+    return out.getvalue()
+
+
+def replay_archive(area: Path, kind: str, data: bytes) -> None:
+    """``data``: a damaged oci-archive; reading it and streaming its layers must fail cleanly."""
+    from layerfs.unpack.survey import survey_blob
+    path = area / f"archive-{hashlib.sha256(data).hexdigest()[:12]}.tar"
+    path.write_bytes(data)
+    try:
+        plan = read_image(str(path))
+        for layer in plan.layers:
+            if layer.blob is not None:
+                survey_blob(layer.blob)
+    except LayerfsError as exc:
+        assert "\n" not in str(exc), str(exc)
+    except Exception:
+        save_regression(kind, data)
+        raise
+    finally:
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def archives(area: Path) -> list[bytes]:
+    layout = area / "archive-source"
+    rawtar.oci_layout(layout, [TAR, layer_tar([f("b", b"b" * 3000)])])
+    built = [_archive_of(layout, compress) for compress in (False, True)]
+    shutil.rmtree(layout)
+    return built
+
+
+@FUZZ
+@given(which=st.integers(0, 1), flips=st.lists(st.tuples(st.integers(0, 1 << 20),
+                                                        st.integers(1, 255)), max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, 1 << 20)))
+def test_fuzz_damaged_archives(area: Path, archives: list[bytes], which: int,
+                               flips: list[tuple[int, int]], cut: int | None) -> None:
+    data = bytearray(archives[which])
+    for position, xor in flips:
+        data[position % len(data)] ^= xor
+    if cut is not None:
+        del data[cut % len(data):]
+    replay_archive(area, "archive", bytes(data))
+
+
+REPLAY["archive"] = replay_archive

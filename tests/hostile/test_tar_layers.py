@@ -89,7 +89,11 @@ CASES = {
                                 + rawtar.member(b"x", b"") + rawtar.end()),
                        r"entry 'x' has an invalid xattr name"),
     "negative-uid": (raw_case(lambda b: rawtar.pax({b"uid": b"-5"}) + rawtar.member(b"x", b"")
-                              + rawtar.end()), r"entry 'x' has an impossible uid \(-5\)"),
+                              + rawtar.end()),
+                     r"invalid tar header at offset 1024 \(invalid number in a PAX record\)"),
+    "huge-uid": (raw_case(lambda b: rawtar.pax({b"uid": b"%d" % (1 << 40)})
+                          + rawtar.member(b"x", b"") + rawtar.end()),
+                 r"entry 'x' has an impossible uid \(1099511627776\)"),
     "huge-device-number": (raw_case(lambda b: rawtar.header(b"dev", kind=b"3", devmajor=1 << 40)
                                     + rawtar.end()),
                            r"entry 'dev' has an impossible device major \(1099511627776\)"),
