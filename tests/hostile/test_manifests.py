@@ -268,3 +268,29 @@ def test_docker_archive_paths_cannot_leave_the_archive_dir(sandbox: Sandbox) -> 
         sandbox.seal()
         sandbox.refused(sandbox.run("inspect", str(image)), pattern)
         sandbox.refused(sandbox.mount(), pattern)
+
+
+@pytest.mark.parametrize("link, pattern", [
+    ("/etc/passwd", r"links to /etc/passwd, outside the archive"),
+    ("../../../canary/keep", r"links to \.\./\.\./\.\./canary/keep, outside the archive"),
+])
+def test_archive_members_cannot_link_outside(sandbox: Sandbox, link: str, pattern: str) -> None:
+    import shutil
+    import tarfile
+    layout = sandbox.root / "layout"
+    built = rawtar.oci_layout(layout, [gzipped(t) for t in TARS], [sha(t) for t in TARS])
+    victim = "blobs/sha256/" + built["manifest"]["layers"][1]["digest"].split(":")[1]
+    archive = sandbox.root / "image.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            name = path.relative_to(layout).as_posix()
+            if name == victim:
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                tar.add(path, arcname=name, recursive=False)
+    shutil.rmtree(layout)
+    sandbox.image = archive
+    sandbox.seal()
+    sandbox.refused(sandbox.mount(), pattern)
