@@ -1,14 +1,20 @@
 # layerfs: set up, demo, test. `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
-# Build and run needs; the rest are the references the tests compare against.
-APT_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr \
-               fuse-overlayfs umoci skopeo docker.io podman
+# What building and running layerfs needs.
+RUN_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
+# What the tests build images with and compare against (and a registry to pull from).
+TEST_PACKAGES = attr fuse-overlayfs umoci skopeo docker.io podman docker-registry \
+                apache2-utils openssl
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test clean
+.PHONY: setup test-setup system-packages demo test clean
 
+setup: APT_PACKAGES = $(RUN_PACKAGES)
 setup: system-packages $(VENV)/.installed
+
+test-setup: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
+test-setup: system-packages $(VENV)/.installed
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -16,6 +22,10 @@ system-packages:
 	    echo "installing: $$missing"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# The tests start docker-registry themselves, on loopback: not as a system service.
+	@if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then \
+	    $(SUDO) systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -27,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	examples/demo.sh $(VENV)/bin/layerfs
 
-test: setup
+test: test-setup
 	$(VENV)/bin/python -m pytest -q -ra tests
 
 clean:

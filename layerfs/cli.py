@@ -18,6 +18,8 @@ from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .options import parse_options
+from .registry.cli import register as register_registry
+from .registry.cli import remote_options
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
@@ -71,6 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--log", metavar="FILE", help="log to FILE (default: syslog in the "
                                                      "background, stderr in the foreground)")
     mount.set_defaults(run=_cmd_mount)
+    register_registry(commands)
 
     inspect = commands.add_parser(
         "inspect", help="list an image's layers without mounting it",
@@ -145,7 +148,7 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
     image = open_image(args.image, args.format, image_ref=args.image_ref,
                        platform=args.platform, cache=_cache(args),
-                       quiet=args.quiet)
+                       quiet=args.quiet, remote=remote_options(args))
     return image, args.mountpoint
 
 

@@ -296,6 +296,7 @@ class LayerOperations(pyfuse3.Operations):
     def _open_backing(self, node: Node) -> tuple[int, int]:
         """A read-only descriptor of ``node``'s backing file, and its layer."""
         layer, relpath = self.index.backing(node)
+        layer.ensure_content(relpath)
         with backing_io(layer, relpath):
             return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
 
@@ -344,9 +345,13 @@ class LayerOperations(pyfuse3.Operations):
             os.close(handle.fd)
 
     async def flush(self, fh: int) -> None:
-        # Nothing to do on close(2); ENOSYS tells the kernel to stop sending
-        # FLUSH at all, saving a round trip on every close.
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        if self.upper is None:
+            # Read-only: nothing to do on close(2). ENOSYS tells the kernel to
+            # stop sending FLUSH at all, saving a round trip on every close.
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        # With an upper the kernel drops its cached attributes after a flush,
+        # so a file written through another name shows its new size.
+        return None
 
     @_request
     async def fsync(self, fh: int, datasync: bool) -> None:

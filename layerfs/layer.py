@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+CONTENT_KEY = "content"
+"""Key in ``Layer.extra`` of a layer whose file data arrives on demand (a lazily
+fetched registry layer): an object whose ``ensure(relpath)`` makes the data of the
+regular file ``relpath`` present in the layer dir before it is opened. It blocks,
+so it is called from a worker thread. The layer's metadata is complete from the start."""
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -39,6 +45,13 @@ class Layer:
         """The backing path of a layer-relative path (b"" is the root)."""
         root = self.root_bytes
         return root + b"/" + relpath if relpath else root
+
+    def ensure_content(self, relpath: bytes) -> None:
+        """Make the data of regular file ``relpath`` present before it is read: a no-op
+        but for lazily fetched layers (see :data:`CONTENT_KEY`). May block."""
+        content = self.extra.get(CONTENT_KEY)
+        if content is not None:
+            content.ensure(relpath)
 
     def describe(self) -> str:
         return self.label or self.root

@@ -134,6 +134,7 @@ class Upper:
                            atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
 
         def open_source() -> int:
+            layer.ensure_content(relpath)
             root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 return open_for_reading(root, relpath)

@@ -103,7 +103,13 @@ def _has_containerd_store(path: Path) -> bool:
 
 def open_image(spec: str, form: str | None = None, *, image_ref: str | None = None,
                platform: str | None = None, cache: LayerCache | None = None,
-               quiet: bool = False) -> Image:
-    """Open the image at ``spec`` as directory layers, unpacking tar layers into the cache."""
+               quiet: bool = False, remote: object = None) -> Image:
+    """Open the image at ``spec`` as directory layers, unpacking tar layers into the cache.
+
+    ``docker://`` and ``oci://`` specs are registry images, pulled with ``remote``
+    (:class:`layerfs.registry.pull.RemoteOptions`)."""
+    if spec.startswith(("docker://", "oci://")):
+        from ..registry.source import open_remote
+        return open_remote(spec, platform=platform, cache=cache, quiet=quiet, options=remote)
     plan = read_image(spec, form, image_ref=image_ref, platform=platform)
     return materialize(plan, cache, quiet=quiet)

@@ -15,7 +15,7 @@ from ..errors import ImageError
 from ..layer import Layer
 from ..sidecar import SIDECAR_KEY
 from ..unpack import LayerBlob, LayerCache, Progress
-from ..unpack.cache import parent_chain
+from ..unpack.cache import CachedLayer, parent_chain
 from ..unpack.digests import short
 from . import Image
 
@@ -61,6 +61,19 @@ def layer_label(position: int, digest: str) -> str:
     return f"{position + 1} ({short(digest)})" if digest else str(position + 1)
 
 
+def cached_layer(source: LayerSource, cached: CachedLayer) -> Layer:
+    """The layer of an unpacked tar layer in the cache, as the index mounts it."""
+    info = cached.info()
+    extra = dict(source.extra)
+    extra.update({SIDECAR_KEY: str(cached.sidecar_path),
+                  "entries": info.get("entries"),
+                  "diff_size": info.get("diff_size"),
+                  "compression": info.get("compression")})
+    extra.setdefault("blob_digest", info.get("blob_digest"))
+    return Layer(root=str(cached.root), label=source.label, diff_id=info["diff_id"],
+                 chain_id=cached.chain_id, created_by=source.created_by, extra=extra)
+
+
 def materialize(plan: ImagePlan, cache: LayerCache | None = None, *,
                 quiet: bool = False) -> Image:
     """Unpack what needs unpacking and return the image as directory layers."""
@@ -88,17 +101,8 @@ def materialize(plan: ImagePlan, cache: LayerCache | None = None, *,
             cached = cache.ensure(source.blob, parent, progress)
             if not found_before:
                 created.append(cached)
-            info = cached.info()
             parent = cached.chain_id
-            extra = dict(source.extra)
-            extra.update({SIDECAR_KEY: str(cached.sidecar_path),
-                          "entries": info.get("entries"),
-                          "diff_size": info.get("diff_size"),
-                          "compression": info.get("compression")})
-            extra.setdefault("blob_digest", info.get("blob_digest"))
-            layers.append(Layer(root=str(cached.root), label=source.label,
-                                diff_id=info["diff_id"], chain_id=cached.chain_id,
-                                created_by=source.created_by, extra=extra))
+            layers.append(cached_layer(source, cached))
     except BaseException:
         if cache is not None:
             cache.discard(created)

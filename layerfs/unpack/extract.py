@@ -38,13 +38,17 @@ class LayerWriter:
     """Applies the members of one layer tar to the directory ``root``."""
 
     def __init__(self, root: bytes, label: str, *, privileged: bool,
-                 limits: UnpackLimits | None = None, final_root_length: int = 0) -> None:
+                 limits: UnpackLimits | None = None, final_root_length: int = 0,
+                 sparse: bool = False) -> None:
         self.root = root
         self.label = label
         self.privileged = privileged
         self.limits = limits or UnpackLimits()
         # Paths must stay openable (under PATH_MAX) once the layer sits at its final place.
         self.max_path = PATH_MAX - 2 - max(final_root_length, len(root))
+        self.sparse = sparse
+        """Write regular files as holes of their size, reading no data (the skeleton of a
+        lazily fetched layer, whose data comes later)."""
         self.sidecar = Sidecar(owner=None if privileged else (0, 0))
         self.sidecar.implied_dirs.add(b"")
         self.kinds: dict[bytes, str] = {b"": DIR}
@@ -122,10 +126,13 @@ class LayerWriter:
         elif member.isreg():
             self._count_bytes(path, member.size)
             self.kinds[path] = FILE
-            if member.size <= SMALL_FILE_MAX and not _xattr_keys(member):
+            if self.sparse:
+                self._write_hole(full, member.size)
+            elif member.size <= SMALL_FILE_MAX and not _xattr_keys(member):
                 self._add_small_file(path, member, tar)
                 return
-            self._write_file(full, tar.extractfile(member))
+            else:
+                self._write_file(full, tar.extractfile(member))
             kind = FILE
         elif member.issym():
             os.symlink(link_target(member.linkname, self.label, path), full)
@@ -163,6 +170,14 @@ class LayerWriter:
             owner = None
             mode = self._record_unprivileged(path, member, FILE)
         _write_small_file(self._full(path), data, owner, mode, _mtime_ns(member))
+
+    @staticmethod
+    def _write_hole(full: bytes, size: int) -> None:
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
     def _write_file(self, full: bytes, data: MemberData | None) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

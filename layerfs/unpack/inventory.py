@@ -44,8 +44,13 @@ def image_records(cache: LayerCache) -> list[tuple[Path, dict]]:
     return records
 
 
+REMOTE_SOURCES = ("docker://", "oci://")
+"""Records of images pulled from a registry: the cache is where they live."""
+
+
 def _live(record: dict) -> bool:
-    return bool(record.get("source")) and os.path.exists(record["source"])
+    source = record.get("source")
+    return bool(source) and (source.startswith(REMOTE_SOURCES) or os.path.exists(source))
 
 
 def list_layers(cache: LayerCache) -> list[CachedLayerInfo]:

@@ -69,6 +69,7 @@ _DECODERS: dict[str, Callable[[], object]] = {
     "gzip": _gzip_decoder, "zstd": _zstd_decoder, "none": _Passthrough,
 }
 _MAGIC = {"gzip": GZIP_MAGIC, "zstd": ZSTD_MAGIC}
+_ZSTD_SKIPPABLE_TAIL = b"\x2a\x4d\x18"
 
 
 class BlobDecoder:
@@ -92,6 +93,7 @@ class BlobDecoder:
         self._decoder = _DECODERS[self.compression]()
         self._member_open = False
         self._members = 0
+        self._pending = b""
 
     @property
     def blob_digest(self) -> str:
@@ -106,6 +108,8 @@ class BlobDecoder:
         while chunk:
             yield from self._decode(chunk)
             chunk = self._read_raw()
+        if self._pending:
+            raise ImageError(f"layer {self.label}: garbage after the {self.compression} data")
         if self._member_open:
             raise ImageError(f"layer {self.label}: {self.compression} data is truncated")
 
@@ -122,11 +126,24 @@ class BlobDecoder:
                 self._on_progress(len(chunk))
         return chunk
 
+    def _starts_member(self, data: bytes) -> bool:
+        """A gzip member or zstd frame starts here; zstd skippable frames (magic
+        0x184D2A5?, e.g. zstd:chunked's table of contents) count, as the decoder skips them."""
+        if data.startswith(_MAGIC[self.compression]):
+            return True
+        return self.compression == "zstd" and data[1:4] == _ZSTD_SKIPPABLE_TAIL \
+            and data[0] & 0xF0 == 0x50
+
     def _decode(self, data: bytes) -> Iterator[bytes]:
         compressed = self.compression != "none"
+        if self._pending:
+            data, self._pending = self._pending + data, b""
         while data:
             if compressed and not self._member_open:
-                if self._members and not data.startswith(_MAGIC[self.compression]):
+                if len(data) < len(_MAGIC[self.compression]) and data.strip(b"\0"):
+                    self._pending = data  # a magic number split between two reads
+                    return
+                if self._members and not self._starts_member(data):
                     if data.strip(b"\0"):
                         raise ImageError(f"layer {self.label}: garbage after the "
                                          f"{self.compression} data")

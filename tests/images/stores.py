@@ -17,6 +17,8 @@ import tarfile
 import uuid
 from pathlib import Path
 
+from tests.support import extraction_filter
+
 OPAQUE = ".wh..wh..opq"
 
 
@@ -59,7 +61,8 @@ def extract_native(tar: bytes, target: Path) -> None:
                 else:
                     os.mknod(parent_path + b"/" + leaf[4:], stat.S_IFCHR, 0)
                 continue
-            archive.extract(member, target, numeric_owner=True, filter="fully_trusted")
+            archive.extract(member, target, numeric_owner=True,
+                            **extraction_filter("fully_trusted"))
 
 
 def _chain_ids(diff_ids: list[str]) -> list[str]:

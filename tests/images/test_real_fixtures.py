@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import extraction_filter
+
 from .mounting import mounted, names, run_layerfs
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
@@ -38,7 +40,7 @@ EXPECTED = [
 def _extracted(archive: Path, tmp_path: Path) -> Path:
     target = tmp_path / (archive.stem + "-dir")
     with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="tar")
+        tar.extractall(target, **extraction_filter("tar"))
     return target
 
 

@@ -1,0 +1,12 @@
+"""Images straight from a registry, over the OCI distribution API.
+
+- :mod:`.reference`: ``[docker://]REGISTRY/REPO[:TAG][@DIGEST]``;
+- :mod:`.auth`: credentials (auth files, helpers) and Basic/Bearer challenges;
+- :mod:`.http`: connections, retries with backoff, redirects;
+- :mod:`.client`: the distribution API of one repository (manifests, blobs);
+- :mod:`.resolve`: index -> platform manifest -> config and layers;
+- :mod:`.download`: one blob, resumable and verified;
+- :mod:`.pull`: layers in parallel into the layer cache (and :mod:`.layout`);
+- :mod:`.source`: ``docker://`` images for ``layerfs mount``;
+- :mod:`.cli`: ``layerfs pull`` and the registry options of ``mount``.
+"""

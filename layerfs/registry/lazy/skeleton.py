@@ -1,0 +1,153 @@
+"""A lazy layer's directory: every entry with its metadata, regular files sparse.
+
+The unpacker's :class:`~layerfs.unpack.extract.LayerWriter` writes the skeleton
+from the table of contents (``sparse=True``), so a lazy layer encodes owners, modes, devices,
+xattrs, whiteouts, hard links and implied directories exactly as an unpacked
+one does (sidecar included); only its regular files are sparse, of their real
+size, until :mod:`.content` fills them.
+
+Layout, beside the layer cache's ``layers/``::
+
+    lazy/<alg>-<blob hex>/root/          the skeleton
+    lazy/<alg>-<blob hex>/meta.json      its sidecar
+    lazy/<alg>-<blob hex>/content.json   where each file's data is in the blob
+    lazy/<alg>-<blob hex>/fetched.log    files whose data is present
+
+A skeleton depends on the blob alone, so it is keyed by the blob digest and
+shared by every image and mount using that blob. It is built in ``tmp/`` and
+renamed into place, like an unpacked layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ...sidecar import SIDECAR_NAME
+from ...unpack import LayerCache
+from ...unpack.cache import remove_tree
+from ...unpack.digests import parse_digest
+from ...unpack.extract import LayerWriter
+from ...unpack.locks import FileLock
+from ...unpack.names import entry_path
+from .toc import FileData, Toc
+
+LAZY_DIR = "lazy"
+ROOT_NAME = "root"
+PLAN_NAME = "content.json"
+FETCHED_NAME = "fetched.log"
+PLAN_VERSION = 1
+
+
+@dataclass
+class LazyLayer:
+    blob_digest: str
+    directory: Path
+
+    @property
+    def root(self) -> Path:
+        return self.directory / ROOT_NAME
+
+    @property
+    def sidecar_path(self) -> Path:
+        return self.directory / SIDECAR_NAME
+
+    @property
+    def plan_path(self) -> Path:
+        return self.directory / PLAN_NAME
+
+    @property
+    def fetched_path(self) -> Path:
+        return self.directory / FETCHED_NAME
+
+    def plan(self) -> tuple[str, dict[bytes, FileData]]:
+        document = json.loads(self.plan_path.read_text())
+        return document["kind"], {os.fsencode(path): FileData.from_json(value)
+                                  for path, value in document["files"].items()}
+
+
+class LazyStore:
+    def __init__(self, cache: LayerCache) -> None:
+        self.cache = cache
+        self.directory = cache.directory / LAZY_DIR
+
+    def layer(self, blob_digest: str) -> LazyLayer:
+        algorithm, hex_digest = parse_digest(blob_digest, "blob")
+        return LazyLayer(blob_digest, self.directory / f"{algorithm}-{hex_digest}")
+
+    def find(self, blob_digest: str) -> LazyLayer | None:
+        lazy = self.layer(blob_digest)
+        return lazy if lazy.plan_path.is_file() else None
+
+    def ensure(self, blob_digest: str, label: str, read: Callable[[], Toc | None]
+               ) -> LazyLayer | None:
+        """The skeleton of the blob, built from ``read()`` if missing (None if the
+        layer turned out not to be lazily mountable)."""
+        found = self.find(blob_digest)
+        if found is not None:
+            return found
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.cache.locks_dir.mkdir(parents=True, exist_ok=True)
+        target = self.layer(blob_digest)
+        with FileLock(self.cache.locks_dir / f"lazy-{target.directory.name}.lock"):
+            found = self.find(blob_digest)
+            if found is not None:
+                return found
+            toc = read()
+            if toc is None:
+                return None
+            self._build(target, toc, label)
+        return self.find(blob_digest)
+
+    def _build(self, target: LazyLayer, toc: Toc, label: str) -> None:
+        cache = self.cache
+        cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+        work = cache.tmp_dir / name
+        tmp_lock = FileLock(cache.tmp_dir / f"{name}.lock")
+        tmp_lock.acquire()
+        try:
+            work.mkdir()
+            root = work / ROOT_NAME
+            root.mkdir(mode=0o755)
+            os.chmod(root, 0o755)
+            writer = LayerWriter(os.fsencode(root), label, privileged=cache.privileged,
+                                 sparse=True)
+            plan: dict[bytes, FileData] = {}
+            for member, data in toc.entries:
+                writer.add(member, None)  # type: ignore[arg-type]  # sparse: reads no data
+                path = entry_path(member.name, label)
+                if member.islnk():
+                    source = plan.get(entry_path(member.linkname, label))
+                    if source is not None:
+                        plan[path] = source
+                elif data is not None:
+                    plan[path] = data
+                else:
+                    plan.pop(path, None)
+            sidecar = writer.finish()
+            sidecar.info = {"label": label, "blob_digest": target.blob_digest,
+                            "lazy": toc.kind, "entries": writer.entries,
+                            "file_bytes": writer.file_bytes, "privileged": cache.privileged,
+                            "built_at": int(time.time())}
+            sidecar.save(work / SIDECAR_NAME)
+            document = {"version": PLAN_VERSION, "blob": target.blob_digest, "kind": toc.kind,
+                        "files": {os.fsdecode(p): d.to_json() for p, d in plan.items()}}
+            (work / PLAN_NAME).write_text(json.dumps(document, separators=(",", ":")))
+            (work / FETCHED_NAME).touch()
+            if target.directory.exists():
+                remove_tree(target.directory)  # an incomplete leftover: never trusted
+            os.rename(work, target.directory)
+        finally:
+            if work.exists():
+                remove_tree(work)
+            tmp_lock.release()
+            try:
+                os.unlink(tmp_lock.path)
+            except FileNotFoundError:
+                pass
