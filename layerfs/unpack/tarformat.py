@@ -259,6 +259,7 @@ class TarStreamReader:
 
     def _pax_records(self, data: bytes, start: int) -> dict[bytes, bytes]:
         records: dict[bytes, bytes] = {}
+        repeated: dict[bytes, list[bytes]] = {}
         position = 0
         while position < len(data):
             if not data[position:].strip(b"\0"):
@@ -275,10 +276,12 @@ class TarStreamReader:
             if not equals or not key:
                 raise self._invalid(start, "malformed PAX record")
             if key in (b"GNU.sparse.offset", b"GNU.sparse.numbytes"):  # sparse 0.0: repeated
-                records[key] = records.get(key, b"") + value + b","
+                repeated.setdefault(key, []).append(value)
             else:
                 records[key] = value
             position = end
+        for key, values in repeated.items():
+            records[key] = b",".join(values) + b","
         return records
 
     def _apply_pax(self, member: TarMember, records: dict[bytes, bytes], name: bytes,

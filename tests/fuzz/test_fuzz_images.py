@@ -134,7 +134,15 @@ def test_fuzz_oci_documents(area: Path, document: object, where: str) -> None:
     replay_oci(area, f"oci-{where}", _json_bytes(document))
 
 
-_VALID = rawtar.oci_layout(Path(tempfile.mkdtemp(prefix="layerfs-fuzz-valid-")), [TAR])
+def _valid_documents() -> dict:
+    scratch = Path(tempfile.mkdtemp(prefix="layerfs-fuzz-valid-"))
+    try:
+        return rawtar.oci_layout(scratch / "layout", [TAR])
+    finally:
+        shutil.rmtree(scratch)
+
+
+_VALID = _valid_documents()
 _VALID_INDEX = {"schemaVersion": 2, "manifests": [_VALID["descriptor"]]}
 
 

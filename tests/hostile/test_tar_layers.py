@@ -338,3 +338,21 @@ def test_real_sparse_files_unpack_with_their_holes(sandbox: Sandbox) -> None:
     root = rawtar.Path(out["root"])
     assert (root / "pax-sparse").read_bytes() == expected
     assert (root / "gnu-sparse").read_bytes() == expected
+
+
+def test_pax_sparse_formats_0_0_and_0_1(sandbox: Sandbox) -> None:
+    chunks = [(0, b"a" * 512), (8192, b"b" * 512)]
+    expected = b"a" * 512 + bytes(8192 - 512) + b"b" * 512 + bytes(10000 - 8704)
+    stored = b"".join(data for _, data in chunks)
+    v01 = rawtar.pax({b"GNU.sparse.map": b"0,512,8192,512", b"GNU.sparse.size": b"10000",
+                      b"path": b"v01"}) + rawtar.member(b"v01-stored", stored)
+    records = rawtar.pax_records({b"GNU.sparse.size": b"10000", b"path": b"v00"})
+    for offset, data in chunks:
+        records += rawtar.pax_records({b"GNU.sparse.offset": b"%d" % offset,
+                                       b"GNU.sparse.numbytes": b"%d" % len(data)})
+    v00 = rawtar.header(b"PaxHeader", size=len(records), kind=b"x") + rawtar.padded(records) \
+        + rawtar.member(b"v00-stored", stored)
+    out = _unpack(sandbox, v01 + v00 + rawtar.end())
+    root = rawtar.Path(out["root"])
+    assert (root / "v01").read_bytes() == expected
+    assert (root / "v00").read_bytes() == expected
