@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A file the user named (or the upper/work dir) cannot be used: one line.
+        where = os.fsdecode(exc.filename) + ": " if exc.filename is not None else ""
+        print(f"layerfs: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
