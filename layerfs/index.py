@@ -31,7 +31,15 @@ from .metadata import parse_override_stat
 from .redirects import redirected_stack
 from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
-from .whiteouts import OVERRIDE_STAT_XATTR, backing_xattr_name, visible_xattr_name
+from .whiteouts import (
+    INODE_XATTRS,
+    OVERRIDE_STAT_XATTR,
+    backing_xattr_name,
+    kept_inode,
+    visible_xattr_name,
+)
+
+_INODE_XATTR_SET = frozenset(INODE_XATTRS)
 
 LAYER_XATTR = b"user.layerfs.layer"
 
@@ -351,7 +359,8 @@ class PathIndex:
                     meta = self._metadata_layer(child.dir_layers, child_path)
                     st = self._stat_entry(meta, self._child_relpath(directory, meta, name),
                                           dirents[meta][name])
-                    node = Node(self.inodes.assign(child_path), name, directory, meta, st)
+                    node = Node(self._number(directory, meta, name, child_path), name,
+                                directory, meta, st)
                     node.layers = child.dir_layers
                     pending.append((node, child_path))
                 else:
@@ -362,16 +371,28 @@ class PathIndex:
                         # Names of one inode within a layer share one number.
                         key = (child.layer, st.st_dev, st.st_ino)
                         if key not in hard_links:
-                            hard_links[key] = self.inodes.assign(child_path)
+                            hard_links[key] = self._number(directory, child.layer, name,
+                                                           child_path)
                         ino = hard_links[key]
                     else:
-                        ino = self.inodes.assign(child_path)
+                        ino = self._number(directory, child.layer, name, child_path)
                     node = Node(ino, name, directory, child.layer, st)
                     if ino in self.nodes:
                         self.links.setdefault(ino, [self.nodes[ino]]).append(node)
                 children[name] = node
                 self.nodes.setdefault(node.ino, node)
         return root
+
+    def _number(self, directory: Node, position: int, name: bytes, path: bytes) -> int:
+        """The inode number of a new node: its path's, or for an entry of the
+        upper dir the one it kept from before a rename."""
+        if position == self.upper:
+            layer = self.layers[position]
+            kept = kept_inode(read_xattrs(layer.path_of(self._child_relpath(
+                directory, position, name)), _INODE_XATTR_SET))
+            if kept is not None:
+                return self.inodes.claim(kept, path)
+        return self.inodes.assign(path)
 
     def _child_relpath(self, directory: Node, position: int, name: bytes) -> bytes:
         parent = self.relpath_in(directory, position)

@@ -2,7 +2,9 @@
 
 An entry's number is xxh64 of its path in the merged tree. Collisions (rare
 with 64 bits) are resolved by rehashing with a counter, in the index's
-deterministic walk order, so the same layers give the same numbers.
+deterministic walk order, so the same layers give the same numbers. An
+entry of the upper dir that was renamed (or took the place of a removed
+one) keeps the number it had, recorded beside it (layerfs.upperdir).
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ class InodeNumbers:
             number = xxhash.xxh64_intdigest(path, seed=salt) & _MASK
         self._taken.add(number)
         return number
+
+    @staticmethod
+    def natural(path: bytes) -> int:
+        """The number ``path`` gets when nothing else has taken it."""
+        return xxhash.xxh64_intdigest(path) & _MASK
+
+    def claim(self, number: int, path: bytes) -> int:
+        """Take ``number`` (one an entry kept from an earlier mount) if it is free,
+        else hand out one for ``path``."""
+        if 0 < number <= _MASK and number not in self._taken:
+            self._taken.add(number)
+            return number
+        return self.assign(path)
 
     def release(self, number: int) -> None:
         if number not in _RESERVED:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from .backing import open_for_reading
 from .index import Node, PathIndex
+from .inodes import InodeNumbers
 from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, Attributes, UpperDir
 from .whiteouts import backing_xattr_name
 
@@ -107,6 +108,17 @@ class Upper:
                     raise
         return values
 
+    def _keep_number(self, node: Node, *, fresh: bool = False) -> None:
+        """Make ``node`` keep its inode number across remounts where its path
+        alone would not give it (renamed, hard-linked, or in place of a removed
+        entry). ``fresh``: nothing is recorded yet, so nothing to clear."""
+        path = node.path()
+        linked = node.children is None and node.nlink > 1
+        if node.ino != InodeNumbers.natural(path) or linked:
+            self.disk.keep_inode(path, node.ino)
+        elif not fresh:
+            self.disk.keep_inode(path, None)
+
     # -- copy-up ---------------------------------------------------------------------
 
     def copy_up(self, node: Node, *, with_data: bool = True) -> None:
@@ -153,6 +165,8 @@ class Upper:
                 self.disk.discard(temp)
                 raise
         self.index.copied_up(node, self.disk.lstat(target))
+        if node.ino != InodeNumbers.natural(target):
+            self._keep_number(node, fresh=True)
         if node.children is not None:
             # Its nlink shows differently once merged with an upper dir.
             self.touched.add(node.ino)
@@ -168,6 +182,7 @@ class Upper:
             alias.layer = self.upper
         if len(self.index.aliases(node)) > 1:
             self.index.set_stat(node, self.disk.lstat(target))
+            self._keep_number(node, fresh=True)
 
     # -- new entries -------------------------------------------------------------------
 
@@ -206,6 +221,8 @@ class Upper:
             self.disk.discard(temp)
             raise
         node = self.index.add(parent, name, self.disk.lstat(relpath))
+        if node.ino != InodeNumbers.natural(relpath):
+            self._keep_number(node, fresh=True)
         self.refresh(parent)
         return node, fd
 
@@ -254,6 +271,7 @@ class Upper:
             self.disk.link(node.path(), relpath)
         alias = self.index.add_link(node, parent, name)
         self.index.set_stat(node, self.disk.lstat(relpath))
+        self._keep_number(alias, fresh=True)
         self.refresh(parent)
         return alias
 
@@ -317,18 +335,18 @@ class Upper:
         if node.children is not None and self._contains(node, new_parent):
             raise _fail(errno.EINVAL)
         if target is not None:
+            # The VFS's checks first, then the overlay's (EXDEV before ENOTEMPTY).
             if flags & RENAME_NOREPLACE:
                 raise _fail(errno.EEXIST)
             if target.ino == node.ino:
                 return None  # two names of one inode: rename(2) does nothing
-            if node.children is not None:
-                if target.children is None:
-                    raise _fail(errno.ENOTDIR)
-                if target.children:
-                    raise _fail(errno.ENOTEMPTY)
-            elif target.children is not None:
+            if node.children is not None and target.children is None:
+                raise _fail(errno.ENOTDIR)
+            if node.children is None and target.children is not None:
                 raise _fail(errno.EISDIR)
         redirect = self._redirect_for(node, new_parent is old_parent)
+        if target is not None and target.children:
+            raise _fail(errno.ENOTEMPTY)
         self.copy_up(node, with_data=True)
         self.copy_up(new_parent)
         old_rel = node.path()
@@ -351,6 +369,7 @@ class Upper:
         if target is not None:
             self._forget_name(target)
         self.index.move(node, new_parent, new_name)
+        self._keep_number(node)
         self.refresh(old_parent)
         if new_parent is not old_parent:
             self.refresh(new_parent)
@@ -378,6 +397,8 @@ class Upper:
             self._prepare_moved_dir(other, other_rel, one_parent, other_redirect)
         self.disk.rename(one_rel, other_rel, exchange=True)
         self.index.exchange(one, other)
+        self._keep_number(one)
+        self._keep_number(other)
         for node in (one_parent, other_parent, one, other):
             self.refresh(node)
 

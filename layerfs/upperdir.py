@@ -389,6 +389,20 @@ class UpperDir:
     def set_redirect(self, relpath: bytes, value: bytes) -> None:
         os.setxattr(self.path(relpath), self.redirect_xattr, value, follow_symlinks=False)
 
+    def keep_inode(self, relpath: bytes, number: int | None) -> None:
+        """Record the inode number ``relpath`` keeps across remounts (None: the
+        one its path gives, so nothing to record)."""
+        name = self.prefix + b"layerfs.ino"
+        path = self.path(relpath)
+        if number is not None:
+            os.setxattr(path, name, b"%d" % number, follow_symlinks=False)
+            return
+        try:
+            os.removexattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+
     # -- timestamps ----------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -25,6 +25,10 @@ OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque", b"user.fuseo
 WHITEOUT_XATTRS = (b"trusted.overlay.whiteout", b"user.overlay.whiteout")
 # A renamed dir's pointer to where the lower layers hold it (layerfs.redirects).
 REDIRECT_XATTRS = (b"trusted.overlay.redirect", b"user.overlay.redirect")
+# layerfs's own: the inode number an upper entry keeps across renames and
+# remounts, where it differs from its path's (layerfs.inodes). In the overlay
+# namespace, so that the kernel hides it and never copies it.
+INODE_XATTRS = (b"trusted.overlay.layerfs.ino", b"user.overlay.layerfs.ino")
 OVERRIDE_STAT_XATTR = b"user.containers.override_stat"
 # Xattrs that describe the layer encoding itself; never shown in the merged view.
 PRIVATE_XATTRS = frozenset({b"user.fuseoverlayfs.opaque", OVERRIDE_STAT_XATTR})
@@ -110,4 +114,16 @@ def redirect_of(xattrs: dict[bytes, bytes]) -> bytes | None:
         value = xattrs.get(name)
         if value:
             return value.rstrip(b"\0") or None
+    return None
+
+
+def kept_inode(xattrs: dict[bytes, bytes]) -> int | None:
+    """The inode number an upper entry keeps, from its xattr values."""
+    for name in INODE_XATTRS:
+        value = xattrs.get(name)
+        if value:
+            try:
+                return int(value.rstrip(b"\0"))
+            except ValueError:
+                return None
     return None

@@ -28,10 +28,11 @@ from tests.support.mounting import force_unmount, layerfs_mounted
 Operation = Callable[[Path], Any]
 
 # Bookkeeping xattrs the kernel writes and layerfs does not need (file handles
-# of lower origins, the "impure" hint, the overlay uuid): not part of the format
-# either side relies on.
+# of lower origins, the "impure" hint, the overlay uuid), and layerfs's own
+# kept inode numbers: not part of the format either side relies on.
 KERNEL_ONLY_XATTRS = tuple(prefix + name for prefix in (b"trusted.overlay.", b"user.overlay.")
-                           for name in (b"origin", b"impure", b"uuid", b"nlink"))
+                           for name in (b"origin", b"impure", b"uuid", b"nlink",
+                                        b"layerfs.ino"))
 MERGED_PROPERTIES = ("type", "mode", "uid", "gid", "size", "rdev", "target", "xattrs",
                      "content", "nlink", "links")
 UPPER_PROPERTIES = ("type", "mode", "uid", "gid", "size", "rdev", "target", "xattrs",

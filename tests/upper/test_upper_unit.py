@@ -131,3 +131,23 @@ def test_hard_linked_lower_names_are_copied_up_together(scratch, needs_root):
     assert node(upper, "dir/h2").nlink == 2
     upper.unlink(node(upper, ""), b"h1")
     assert node(upper, "dir/h2").nlink == 1
+
+
+def test_inode_numbers_survive_renames_and_remounts(scratch, needs_root):
+    upper = build(scratch, STACK)
+    root = node(upper, "")
+    numbers = {"file": node(upper, "file").ino, "d": node(upper, "d").ino,
+               "e/f": node(upper, "e/f").ino}
+    upper.rename(root, b"file", root, b"moved")
+    upper.rename(root, b"d", node(upper, "e"), b"d2")
+    upper.rename(node(upper, "e"), b"f", root, b"f2")
+    upper.unlink(root, b"moved")
+    made, fd = upper.create(root, b"file", 0o644, ROOT, os.O_WRONLY)  # a tombstoned path
+    os.close(fd)
+    linked = upper.link(node(upper, "f2"), root, b"f3")
+    upper.rename(root, b"f3", node(upper, "e/d2"), b"f4")
+    again = PathIndex(upper.index.layers)
+    assert again.resolve("e/d2").ino == numbers["d"]
+    assert again.resolve("f2").ino == numbers["e/f"] == again.resolve("e/d2/f4").ino
+    assert again.resolve("file").ino == made.ino != numbers["file"]
+    assert linked.ino == numbers["e/f"]
