@@ -100,3 +100,28 @@ def backing_io(layer: "Layer", relpath: bytes) -> Iterator[None]:
                     exc.strerror)
         raise LayerError(f"{where}: layer {layer.describe()} changed under the mount: "
                          f"{exc.strerror}", errno.EIO) from exc
+
+
+_nowait_supported = hasattr(os, "RWF_NOWAIT")
+
+
+def read_if_cached(fd: int, size: int, offset: int) -> memoryview | None:
+    """Read from the page cache without blocking: the data, or None if any of it
+    would need the disk (then the caller reads in a worker thread).
+
+    A FUSE short read means end of file, so only a full read counts; at the
+    real end of the file the caller falls back too and gets the short read."""
+    global _nowait_supported
+    if not _nowait_supported:
+        return None
+    buffer = bytearray(size)
+    try:
+        count = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            _nowait_supported = False  # the backing filesystem cannot say
+            return None
+        raise
+    return memoryview(buffer) if count == size else None

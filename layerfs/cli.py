@@ -17,12 +17,13 @@ from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
-from .upper import open_writable
 from .options import parse_options
 from .registry.cli import register as register_registry
 from .registry.cli import remote_options
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
+from .unpack.limits import UnpackLimits
+from .upper import open_writable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -120,6 +121,18 @@ def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="which platform of a multi-arch image (default: this host's)")
     parser.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    parser.add_argument("--max-layer-size", metavar="SIZE",
+                        help="refuse a tar layer bigger than SIZE uncompressed, e.g. 64G "
+                             "(default 256G; env LAYERFS_MAX_LAYER_SIZE)")
+    parser.add_argument("--max-entries", metavar="N",
+                        help="refuse a tar layer with more than N entries (default 5000000; "
+                             "env LAYERFS_MAX_ENTRIES)")
+
+
+def _cache(args: argparse.Namespace) -> LayerCache:
+    limits = UnpackLimits.from_env(max_layer_size=getattr(args, "max_layer_size", None),
+                                   max_entries=getattr(args, "max_entries", None))
+    return LayerCache(args.cache_dir, limits=limits)
 
 
 def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
@@ -134,7 +147,7 @@ def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
     if args.image is None:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
     image = open_image(args.image, args.format, image_ref=args.image_ref,
-                       platform=args.platform, cache=LayerCache(args.cache_dir),
+                       platform=args.platform, cache=_cache(args),
                        quiet=args.quiet, remote=remote_options(args))
     return image, args.mountpoint
 
@@ -167,7 +180,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     plan = read_image(args.image, args.format, image_ref=args.image_ref, platform=args.platform)
-    rows = layer_rows(plan, LayerCache(args.cache_dir))
+    rows = layer_rows(plan, _cache(args))
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 
@@ -209,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # A file the user named (or the upper/work dir) cannot be used: one line.
+        where = os.fsdecode(exc.filename) + ": " if exc.filename is not None else ""
+        print(f"layerfs: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -16,9 +16,25 @@ if TYPE_CHECKING:
 
 
 class LayerfsError(Exception):
-    """A failure the user caused or can fix; the message names what is wrong."""
+    """A failure the user caused or can fix; the message names what is wrong.
+
+    Its ``str()`` is always one line: names taken from an image may hold newlines and
+    other control characters, shown escaped."""
 
     errno = errno.EIO
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
+
+
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROL.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines included) escaped."""
+    return text.translate(_CONTROL)
 
 
 class UsageError(LayerfsError):

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 import pyfuse3
 import trio
 
-from .backing import backing_io, open_for_reading
+from .backing import backing_io, open_for_reading, read_if_cached
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
 from .upper import Caller, Upper
@@ -101,8 +101,10 @@ class LayerOperations(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, index: PathIndex, *, debug: bool = False,
-                 upper: Upper | None = None) -> None:
+                 upper: Upper | None = None,
+                 after_init: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self._after_init = after_init
         self.index = index
         self.debug = debug
         self.upper = upper
@@ -116,6 +118,12 @@ class LayerOperations(pyfuse3.Operations):
         self._write_lock: trio.Lock | None = None
 
     # -- lifecycle -------------------------------------------------------------
+
+    def init(self) -> None:
+        # Called while the kernel's INIT is answered; what must come after the
+        # kernel took the answer (it resets the mount's read-ahead) runs next.
+        if self._after_init is not None:
+            trio.lowlevel.current_trio_token().run_sync_soon(self._after_init)
 
     def open_layers(self) -> None:
         """Hold each layer's root open: backing files are opened beneath it."""
@@ -330,6 +338,11 @@ class LayerOperations(pyfuse3.Operations):
             fd, layer = await trio.to_thread.run_sync(self._open_backing, handle.node)
             os.close(handle.fd)
             handle.fd, handle.layer = fd, layer
+        # Cached data is served inline; only a read that needs the disk pays
+        # for a worker thread (and does not stall other requests).
+        cached = read_if_cached(handle.fd, size, off)
+        if cached is not None:
+            return cached
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
 
     @_request

@@ -93,6 +93,36 @@ def setup_logging(debug: bool, log_file: str | None, foreground: bool) -> None:
     root.handlers[:] = [handler]
 
 
+READAHEAD_KB = 1024
+
+
+def _device_of_mount(target: str) -> str | None:
+    """"major:minor" of the filesystem mounted at the resolved path ``target``,
+    read from mountinfo: any stat of the mountpoint now (realpath included)
+    would be a FUSE request that nobody serves yet."""
+    device = None
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4].encode().decode("unicode_escape") == target:
+                device = fields[2]  # the last one: the mount on top
+    return device
+
+
+def tune_readahead(target: str) -> None:
+    """Let the kernel read ahead 1 MiB through the mount at the resolved path
+    ``target`` instead of 128 KiB, so sequential reads reach the daemon in
+    1 MiB requests (root only: best effort)."""
+    try:
+        device = _device_of_mount(target)
+        if device is None:
+            return
+        with open(f"/sys/class/bdi/{device}/read_ahead_kb", "w") as knob:
+            knob.write(str(READAHEAD_KB))
+    except OSError as exc:
+        log.debug("%s: read-ahead left as it is: %s", target, exc)
+
+
 def _daemonize() -> None:
     """Fork into the background; the parent exits 0 since the mount is live."""
     if os.fork() > 0:
@@ -132,7 +162,9 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
     writable through ``upper`` if given."""
     check_mountpoint(mountpoint)
     check_fuse_available()
-    ops = LayerOperations(index, debug=debug, upper=upper)
+    resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
+    after_init = (lambda: tune_readahead(resolved)) if os.geteuid() == 0 else None
+    ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init)
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)

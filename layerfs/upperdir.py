@@ -110,15 +110,19 @@ class UpperDir:
         if os.path.lexists(self.work + b"/incompat/volatile"):
             raise MountError(f"{shown_work}: a volatile mount used this workdir and did not "
                              "finish cleanly; the upper dir may be inconsistent")
+        # The kernel keeps WORK/work at mode 0, which only privilege can write
+        # into; a normal user's daemon needs its own access to it.
+        mode = 0 if os.geteuid() == 0 else 0o700
         try:
             st = os.lstat(self.work)
         except FileNotFoundError:
-            os.mkdir(self.work, 0)
-            os.chmod(self.work, 0)
+            os.mkdir(self.work, mode)
+            os.chmod(self.work, mode)
         else:
             if not stat.S_ISDIR(st.st_mode):
                 os.unlink(self.work)
-                os.mkdir(self.work, 0)
+                os.mkdir(self.work, mode)
+                os.chmod(self.work, mode)
             self.clear_work()
         self._probe_xattrs()
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+from tests.support.mounting import REPO_ROOT, kernel_overlay_available
+
 # CI runs the same examples every time (a failure there is reproducible here
 # with CI=true); interactive runs explore new ones.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from tests.support.mounting import kernel_overlay_available
 
 # Layers must live on a filesystem with xattrs and mknod (not tmpfs-dependent
 # sizes); /var/tmp is on disk on Debian. Override with LAYERFS_TEST_TMP.
@@ -44,3 +48,37 @@ def needs_kernel_overlay():
 def needs_root():
     if os.geteuid() != 0:
         pytest.skip("needs root (device nodes, foreign owners, trusted.* xattrs)")
+
+
+UNPRIVILEGED = "layerfs-test"
+
+
+@pytest.fixture
+def unprivileged_user():
+    """A throw-away user that can run the project's Python, or a skip saying why not."""
+    if os.geteuid() != 0:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        yield None if user else pytest.skip("no user name")
+        return
+    if shutil.which("useradd") is None or shutil.which("runuser") is None:
+        pytest.skip("useradd/runuser not available to make a temporary user")
+    created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
+                             capture_output=True).returncode == 0
+    try:
+        probe = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import layerfs.cli"
+        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", probe],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            pytest.skip("a normal user cannot run this Python or read the repository here: "
+                        + (check.stderr.strip().splitlines() or ["?"])[-1])
+        # Debian and Ubuntu ship /dev/fuse as 0666; some sandboxes make it 0600.
+        # Grant what a normal machine grants, for the test's duration only.
+        fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        os.chmod("/dev/fuse", fuse_mode | 0o666)
+        try:
+            yield UNPRIVILEGED
+        finally:
+            os.chmod("/dev/fuse", fuse_mode)
+    finally:
+        if created:
+            subprocess.run(["userdel", UNPRIVILEGED], capture_output=True)

@@ -15,6 +15,7 @@ from .files import ImageFiles
 from .oci import tar_layer_source
 from .plan import ImagePlan
 from .reference import Candidate, select
+from .shapes import need_object, need_string
 
 _V1_ID = re.compile(r"^[0-9a-f]{64}$")
 _MAX_DEPTH = 1000
@@ -31,9 +32,11 @@ def read_docker_legacy(files: ImageFiles, ref: str | None, platform: str | None)
     if not isinstance(repositories, dict):
         raise ImageError(f"{files.where}: repositories is not a JSON object")
     by_top: dict[str, list[str]] = {}
+    where = f"{files.where}: repositories"
     for name, tags in repositories.items():
-        for tag, top in (tags or {}).items():
-            by_top.setdefault(str(top), []).append(f"{name}:{tag}")
+        for tag, top in need_object(tags or {}, where, f"'{name}'").items():
+            by_top.setdefault(need_string(top, where, f"'{name}:{tag}'"), []).append(
+                f"{name}:{tag}")
     candidates = [Candidate(top, image_id=f"sha256:{top}", names=names)
                   for top, names in by_top.items()]
     chosen = select(candidates, ref, files.where)
@@ -51,20 +54,24 @@ def read_docker_legacy(files: ImageFiles, ref: str | None, platform: str | None)
 
 
 def _chain(files: ImageFiles, top: str) -> list[str]:
-    chain = []
+    chain: list[str] = []
     current: str | None = top
     while current:
+        if not _V1_ID.match(current):
+            raise ImageError(f"{files.where}: layer id '{current}' is not 64 hex digits")
         if len(chain) > _MAX_DEPTH or current in chain:
             raise ImageError(f"{files.where}: the parent chain of {top} loops")
         if not files.exists(f"{current}/layer.tar"):
             raise ImageError(f"{files.where}: layer {current}/layer.tar is missing")
         chain.append(current)
         info = files.read_json(f"{current}/json", f"layer {current} json")
-        current = info.get("parent") if isinstance(info, dict) else None
+        parent = info.get("parent") if isinstance(info, dict) else None
+        current = need_string(parent, f"{files.where}: {chain[-1]}/json", "'parent'") \
+            if parent else None
     return list(reversed(chain))
 
 
 def _created_by(info: dict) -> str:
     container_config = info.get("container_config") or {}
     command = container_config.get("Cmd") if isinstance(container_config, dict) else None
-    return " ".join(command) if isinstance(command, list) else ""
+    return " ".join(str(part) for part in command) if isinstance(command, list) else ""

@@ -19,6 +19,7 @@ from .files import ImageFiles
 from .oci import is_oci_layout, read_oci, tar_layer_source, usable_manifests
 from .plan import ImagePlan
 from .reference import Candidate, select
+from .shapes import need_string, strings
 
 _BLOB_PATH = re.compile(r"(?:^|/)(?:sha256[:/])?([0-9a-f]{64})(?:\.tar(?:\.gz)?|\.json)?$")
 
@@ -50,11 +51,11 @@ def read_docker_save(files: ImageFiles, ref: str | None, platform: str | None,
     candidates = [_candidate(files, entry) for entry in entries]
     chosen = select(candidates, ref, files.where)
     entry = chosen.item
-    config = files.read_json(str(entry.get("Config", "")), "image config")
+    config = files.read_json(entry["Config"], "image config")
     if not isinstance(config, dict):
         raise ImageError(f"{files.where}: image config {entry.get('Config')} is not an object")
     diff_ids = diff_ids_of(config, files.where)
-    paths = entry.get("Layers") or []
+    paths = strings(entry.get("Layers"), f"{files.where}: manifest.json", "'Layers'")
     if len(paths) != len(diff_ids):
         raise ImageError(f"{files.where}: manifest.json lists {len(paths)} layers, "
                          f"the config {len(diff_ids)} DiffIDs")
@@ -73,9 +74,12 @@ def read_docker_save(files: ImageFiles, ref: str | None, platform: str | None,
 
 
 def _candidate(files: ImageFiles, entry: dict) -> Candidate[dict]:
-    config_path = str(entry.get("Config", ""))
+    where = f"{files.where}: manifest.json"
+    config_path = need_string(entry.get("Config"), where, "'Config'")
+    strings(entry.get("Layers"), where, "'Layers'")
+    names = strings(entry.get("RepoTags"), where, "'RepoTags'")
     try:
         image_id = "sha256:" + hashlib.sha256(files.read_bytes(config_path)).hexdigest()
-    except (OSError, ImageError):
+    except OSError:
         raise ImageError(f"{files.where}: image config {config_path} is missing") from None
-    return Candidate(entry, image_id=image_id, names=list(entry.get("RepoTags") or []))
+    return Candidate(entry, image_id=image_id, names=names)

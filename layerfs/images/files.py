@@ -10,16 +10,45 @@ and never leave it.
 
 from __future__ import annotations
 
+import errno
 import json
+import lzma
 import os
 import posixpath
+import stat
 import tarfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
 
 _MAX_LINK_HOPS = 32
+MAX_ARCHIVE_MEMBERS = 1_000_000
+# What tarfile may raise for a damaged archive (its headers, its gzip/bzip2/xz wrapping).
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError,
+                  IndexError, KeyError, TypeError, RecursionError, OSError, zlib.error,
+                  lzma.LZMAError)
+MAX_JSON_BYTES = 32 << 20
+"""Bigger than any real manifest, index or config; anything larger is refused unread."""
+
+
+def parse_json(data: bytes, where: str, name: str) -> object:
+    """JSON from an image file; any malformed input is one clear ImageError."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ImageError(f"{where}: {name} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ImageError(f"{where}: {name} is not valid JSON ({reason})") from None
+
+
+def read_bounded(source: BinaryIO, where: str, name: str, limit: int = MAX_JSON_BYTES) -> bytes:
+    data = source.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"{where}: {name} is larger than {limit >> 20}M; refusing to read it")
+    return data
 
 
 class ImageFiles:
@@ -51,47 +80,113 @@ class ImageFiles:
         return False
 
     def read_bytes(self, name: str) -> bytes:
+        """A small file (JSON, version stamps) whole; bounded by MAX_JSON_BYTES."""
         with self.open(name) as source:
-            return source.read()
+            return read_bounded(source, self.where, name)
 
     def read_json(self, name: str, what: str = "") -> object:
         try:
             data = self.read_bytes(name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ImageError(f"{self.where}: {what or name} is missing ({name})") from None
         except PermissionError:
             raise ImageError(f"{self.where}: {name}: permission denied") from None
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise ImageError(f"{self.where}: {name} is not valid JSON ({exc})") from None
+        except ARCHIVE_ERRORS as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ImageError(f"{self.where}: {name}: cannot be read ({reason})") from None
+        return parse_json(data, self.where, name)
 
 
 class DirFiles(ImageFiles):
+    """An image directory. Names are resolved beneath it: a name or a symlink that would
+    lead outside the image (absolute, ``..``) is an ImageError, never followed."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.where = str(path)
+        self._root = os.path.realpath(path)
 
-    def _full(self, name: str) -> Path:
-        return self.path / name
+    def _full(self, name: str) -> str:
+        return resolve_beneath(self._root, name, self.where)
 
     def exists(self, name: str) -> bool:
-        return self._full(name).exists()
+        try:
+            return os.path.exists(self._full(name))
+        except OSError:
+            return False
 
     def is_dir(self, name: str) -> bool:
-        return self._full(name).is_dir()
+        try:
+            return os.path.isdir(self._full(name))
+        except OSError:
+            return False
 
     def listdir(self, name: str) -> list[str]:
         try:
             return sorted(os.listdir(self._full(name)))
-        except OSError:
+        except (OSError, ImageError):
             return []
 
     def open(self, name: str) -> BinaryIO:
-        return open(self._full(name), "rb")
+        full = self._full(name)
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", name)
+        return os.fdopen(fd, "rb")
 
     def size(self, name: str) -> int:
-        return self._full(name).stat().st_size
+        return os.stat(self._full(name)).st_size
+
+
+def resolve_beneath(root: str, name: str, where: str) -> str:
+    """The path of ``name`` inside the directory ``root`` with every symlink resolved, as
+    long as it stays inside; raises ImageError when ``name`` or a link leads out, and
+    FileNotFoundError when a component is missing. ``root`` is a real path."""
+    if "\0" in name or posixpath.isabs(name):
+        raise ImageError(f"{where}: '{name}' is outside the image")
+    pending = [p for p in name.split("/") if p and p != "."]
+    pending.reverse()
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if not resolved:
+                raise ImageError(f"{where}: '{name}' is outside the image")
+            resolved.pop()
+            continue
+        current = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            raise
+        except NotADirectoryError:
+            raise FileNotFoundError(errno.ENOENT, "not found", name) from None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            target = os.readlink(current)
+            shown = "/".join(resolved + [part])
+            if hops > _MAX_LINK_HOPS:
+                raise ImageError(f"{where}: {shown}: too many levels of links")
+            if posixpath.isabs(target) or _climbs_out(resolved, target):
+                raise ImageError(f"{where}: {shown} links outside the image ({target})")
+            pending.extend(reversed([p for p in target.split("/") if p and p != "."]))
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _climbs_out(resolved: list[str], target: str) -> bool:
+    depth = len(resolved)
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part and part != ".":
+            depth += 1
+    return False
 
 
 class TarFiles(ImageFiles):
@@ -102,9 +197,15 @@ class TarFiles(ImageFiles):
         self.where = str(path)
         try:
             self._tar = tarfile.open(path, "r:*", errors="surrogateescape")
-            members = self._tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ImageError(f"{path}: not a readable image archive ({exc})") from None
+            members = []
+            for member in self._tar:
+                members.append(member)
+                if len(members) > MAX_ARCHIVE_MEMBERS:
+                    raise ImageError(f"{path}: more than {MAX_ARCHIVE_MEMBERS} files in the "
+                                     "image archive")
+        except ARCHIVE_ERRORS as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageError(f"{path}: not a readable image archive ({reason})") from None
         self._members: dict[str, tarfile.TarInfo] = {}
         self._dirs: set[str] = {""}
         for member in members:
@@ -124,6 +225,8 @@ class TarFiles(ImageFiles):
         self._tar.close()
 
     def _resolve(self, name: str) -> tarfile.TarInfo | None:
+        if posixpath.isabs(name) or ".." in name.split("/"):
+            raise ImageError(f"{self.where}: '{name}' is outside the image")
         name = _normal(name)
         for _ in range(_MAX_LINK_HOPS):
             member = self._members.get(name)

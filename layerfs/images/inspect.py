@@ -29,7 +29,7 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
         if cached is not None:
             info = cached.info()
         elif source.blob is not None:
-            info = survey_blob(source.blob)
+            info = survey_blob(source.blob, cache.limits if cache is not None else None)
         else:
             info = survey_dir(source.directory or "")
             info.setdefault("diff_size", info.get("file_bytes"))
@@ -43,7 +43,8 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
             if source.extra.get(key):
                 row[key] = source.extra[key]
         rows.append(row)
-    if not all(chains):  # DiffIDs found only now (pre-1.10 archives): fill the chain
+    if not all(chains) and all(row["diff_id"] for row in rows):
+        # DiffIDs found only now (pre-1.10 archives): fill the chain
         from ..unpack.digests import chain_ids
         for row, chain in zip(rows, chain_ids([r["diff_id"] for r in rows]), strict=True):
             row["chain_id"] = row["chain_id"] or chain

@@ -7,14 +7,18 @@ and layer blobs under ``blobs/<alg>/<hex>``. A tag is chosen with
 
 from __future__ import annotations
 
+import hashlib
+
 from ..errors import ImageError
 from ..unpack import LayerBlob
 from ..unpack.digests import parse_digest
 from .config import diff_ids_of, layer_history
-from .files import ImageFiles
+from .files import ImageFiles, parse_json
 from .plan import ImagePlan, LayerSource, layer_label
 from .platform import describe, host_platform, matches
 from .reference import Candidate, select
+from .shapes import descriptor as checked_descriptor
+from .shapes import need_list, need_object
 
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -26,7 +30,7 @@ _MAX_NESTING = 8
 
 
 def is_oci_layout(files: ImageFiles) -> bool:
-    return files.exists("oci-layout") and files.exists("index.json") and files.is_dir("blobs")
+    return files.exists("oci-layout") and files.is_dir("blobs")
 
 
 def blob_name(digest: str, where: str) -> str:
@@ -38,9 +42,22 @@ def usable_manifests(files: ImageFiles) -> list[dict]:
     index = files.read_json("index.json", "index.json")
     if not isinstance(index, dict):
         raise ImageError(f"{files.where}: index.json is not a JSON object")
-    manifests = index.get("manifests") or []  # Docker 25 wrote "manifests": null
-    return [m for m in manifests if isinstance(m, dict)
-            and m.get("mediaType") in INDEX_TYPES | MANIFEST_TYPES | {None}]
+    return _image_entries(index, f"{files.where}: index.json")
+
+
+def _image_entries(index: dict, where: str) -> list[dict]:
+    """The descriptors of an index that lead to images (not attestations, not junk)."""
+    manifests = index.get("manifests")
+    if manifests is None:  # Docker 25 wrote "manifests": null
+        return []
+    need_list(manifests, where, "'manifests'")
+    return [checked_descriptor(m, where) for m in manifests if isinstance(m, dict)
+            and _media_type(m) in INDEX_TYPES | MANIFEST_TYPES | {None}]
+
+
+def _media_type(document: dict) -> str | None:
+    value = document.get("mediaType")
+    return value if isinstance(value, str) else None if value is None else "invalid"
 
 
 def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
@@ -62,7 +79,8 @@ def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
 
 def _candidate(descriptor: dict) -> Candidate[dict]:
     annotations = descriptor.get("annotations") or {}
-    names = [annotations[key] for key in (REF_NAME, CONTAINERD_NAME) if annotations.get(key)]
+    names = [str(annotations[key]) for key in (REF_NAME, CONTAINERD_NAME)
+             if annotations.get(key)]
     return Candidate(descriptor, names=names, digests=[str(descriptor.get("digest", ""))])
 
 
@@ -82,13 +100,16 @@ def _pick_platform(descriptors: list[dict], wanted: str, where: str, what: str) 
 
 
 def _resolve_manifest(files: ImageFiles, descriptor: dict, platform: str) -> tuple[dict, str]:
+    seen: set[str] = set()
     for _ in range(_MAX_NESTING):
         digest = str(descriptor.get("digest", ""))
+        if digest in seen:
+            raise ImageError(f"{files.where}: index {digest} refers back to itself (a cycle)")
+        seen.add(digest)
         document = _read_blob_json(files, digest, "manifest")
-        media_type = descriptor.get("mediaType") or document.get("mediaType")
+        media_type = _media_type(descriptor) or _media_type(document)
         if media_type in INDEX_TYPES or "manifests" in document:
-            entries = [m for m in document.get("manifests") or [] if isinstance(m, dict)
-                       and m.get("mediaType") in INDEX_TYPES | MANIFEST_TYPES | {None}]
+            entries = _image_entries(document, f"{files.where}: index {digest}")
             if not entries:
                 raise ImageError(f"{files.where}: index {digest} lists no image manifests")
             platformed = [m for m in entries if "platform" in m]
@@ -101,19 +122,37 @@ def _resolve_manifest(files: ImageFiles, descriptor: dict, platform: str) -> tup
 
 def _read_blob_json(files: ImageFiles, digest: str, what: str) -> dict:
     name = blob_name(digest, files.where)
-    document = files.read_json(name, f"{what} blob {digest}")
+    try:
+        data = files.read_bytes(name)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ImageError(f"{files.where}: {what} blob {digest} is missing ({name})") from None
+    except OSError as exc:
+        raise ImageError(f"{files.where}: {name}: {exc.strerror or exc}") from None
+    verify_blob(data, digest, f"{files.where}: {what} blob {digest}")
+    document = parse_json(data, files.where, name)
     if not isinstance(document, dict):
         raise ImageError(f"{files.where}: {what} {digest} is not a JSON object")
     return document
 
 
+def verify_blob(data: bytes, digest: str, what: str) -> None:
+    """Content addressed means checked: a blob must hash to the digest naming it."""
+    algorithm, expected = parse_digest(digest, what)
+    actual = hashlib.new(algorithm, data).hexdigest()
+    if actual != expected:
+        raise ImageError(f"{what}: digest mismatch, the content is {algorithm}:{actual}")
+
+
 def _plan(files: ImageFiles, manifest: dict, manifest_digest: str, name: str,
           form: str) -> ImagePlan:
-    config_descriptor = manifest.get("config")
-    layer_descriptors = manifest.get("layers")
-    if not isinstance(config_descriptor, dict) or not isinstance(layer_descriptors, list):
-        raise ImageError(f"{files.where}: manifest {manifest_digest} has no config or layers")
-    config = _read_blob_json(files, str(config_descriptor.get("digest", "")), "config")
+    where = f"{files.where}: manifest {manifest_digest}"
+    config_descriptor = checked_descriptor(need_object(manifest.get("config"), where, "'config'"),
+                                           f"{where}: config")
+    layer_descriptors = need_list(manifest.get("layers"), where, "'layers'")
+    for position, layer in enumerate(layer_descriptors):
+        need_object(layer, where, f"layer {position + 1}")
+        checked_descriptor(layer, f"{where}: layer {position + 1}")
+    config = _read_blob_json(files, config_descriptor["digest"], "config")
     diff_ids = diff_ids_of(config, files.where)
     if len(diff_ids) != len(layer_descriptors):
         raise ImageError(f"{files.where}: manifest lists {len(layer_descriptors)} layers, "

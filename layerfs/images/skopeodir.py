@@ -12,6 +12,8 @@ from .config import diff_ids_of, layer_history
 from .files import ImageFiles
 from .oci import tar_layer_source
 from .plan import ImagePlan
+from .shapes import descriptor as checked_descriptor
+from .shapes import need_list, need_object
 
 VERSION_PREFIX = b"Directory Transport Version"
 
@@ -34,11 +36,16 @@ def read_skopeo_dir(files: ImageFiles, ref: str | None, platform: str | None) ->
     if "manifests" in manifest:
         raise ImageError(f"{files.where}: manifest.json is a manifest list; copy one "
                          "platform (skopeo copy without --all)")
-    config_digest = str((manifest.get("config") or {}).get("digest", ""))
+    where = f"{files.where}: manifest.json"
+    config_digest = checked_descriptor(need_object(manifest.get("config"), where, "'config'"),
+                               f"{where}: config")["digest"]
     config = files.read_json(parse_digest(config_digest, "config")[1], "image config")
     if not isinstance(config, dict):
         raise ImageError(f"{files.where}: image config is not a JSON object")
-    descriptors = manifest.get("layers") or []
+    descriptors = [checked_descriptor(need_object(layer, where, f"layer {position + 1}"),
+                              f"{where}: layer {position + 1}")
+                   for position, layer in enumerate(need_list(manifest.get("layers"), where,
+                                                              "'layers'"))]
     diff_ids = diff_ids_of(config, files.where)
     if len(diff_ids) != len(descriptors):
         raise ImageError(f"{files.where}: manifest lists {len(descriptors)} layers, "

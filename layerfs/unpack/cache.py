@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,9 +29,11 @@ from ..errors import ImageError
 from ..sidecar import SIDECAR_NAME, load_sidecar
 from .digests import chain_ids, hex_of, parse_digest, sha256_digest
 from .extract import unpack_tar
+from .limits import UnpackLimits
 from .locks import FileLock
 from .progress import Progress
 from .stream import LayerStream
+from .trees import remove_tree
 
 ROOT_NAME = "root"
 
@@ -78,8 +79,9 @@ def parent_chain(parent: str | None, diff_id: str) -> str:
 
 class LayerCache:
     def __init__(self, directory: str | os.PathLike[str] | None = None, *,
-                 privileged: bool | None = None) -> None:
+                 privileged: bool | None = None, limits: UnpackLimits | None = None) -> None:
         self.directory = Path(directory) if directory else default_cache_dir()
+        self.limits = limits or UnpackLimits.from_env()
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.layers_dir = self.directory / "layers"
         self.tmp_dir = self.directory / "tmp"
@@ -161,9 +163,13 @@ class LayerCache:
             raise ImageError(f"layer {blob.label}: blob is not readable (permission denied)") \
                 from None
         with raw:
-            stream = LayerStream(raw, blob.label, progress.advance if progress else None)
+            stream = LayerStream(raw, blob.label, progress.advance if progress else None,
+                                 max_size=self.limits.max_layer_size)
+            final_root = self.layers_dir / ("0" * 64) / ROOT_NAME
             try:
-                writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged)
+                writer = unpack_tar(stream, os.fsencode(root), privileged=self.privileged,
+                                    limits=self.limits,
+                                    final_root_length=len(os.fsencode(final_root)))
             finally:
                 stream.close()
         if progress is not None:
@@ -296,16 +302,3 @@ def verify_digests(blob: LayerBlob, stream: LayerStream) -> None:
     if blob.diff_id and blob.diff_id != stream.diff_id:
         raise ImageError(f"layer {blob.label}: DiffID mismatch: the config says "
                          f"{blob.diff_id}, the uncompressed layer is {stream.diff_id}")
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree even where its modes deny the owner write access."""
-    def make_writable_and_retry(function, failed_path, _exc_info):  # type: ignore[no-untyped-def]
-        parent = os.path.dirname(failed_path)
-        os.chmod(parent, 0o700)
-        function(failed_path)
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, onerror=make_writable_and_retry)
-    elif path.exists() or path.is_symlink():
-        path.unlink()

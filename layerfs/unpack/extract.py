@@ -18,15 +18,15 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
 
 from ..errors import ImageError
 from ..sidecar import Sidecar
 from ..whiteouts import AUFS_META_PREFIX, OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX
-from .names import NAME_MAX, UnsafeEntryError, entry_path, shown
+from .limits import UnpackLimits, size_text
+from .names import NAME_MAX, PATH_MAX, UnsafeEntryError, entry_path, link_target, shown
 from .stream import CHUNK, LayerStream
+from .tarformat import MemberData, TarMember, TarStreamReader
+from .trees import remove_tree
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 IMPLIED_DIR_MODE = 0o755
@@ -38,10 +38,14 @@ class LayerWriter:
     """Applies the members of one layer tar to the directory ``root``."""
 
     def __init__(self, root: bytes, label: str, *, privileged: bool,
+                 limits: UnpackLimits | None = None, final_root_length: int = 0,
                  sparse: bool = False) -> None:
         self.root = root
         self.label = label
         self.privileged = privileged
+        self.limits = limits or UnpackLimits()
+        # Paths must stay openable (under PATH_MAX) once the layer sits at its final place.
+        self.max_path = PATH_MAX - 2 - max(final_root_length, len(root))
         self.sparse = sparse
         """Write regular files as holes of their size, reading no data (the skeleton of a
         lazily fetched layer, whose data comes later)."""
@@ -51,32 +55,34 @@ class LayerWriter:
         self.dir_times: dict[bytes, int] = {}
         self.entries = 0
         self.file_bytes = 0
-        self.pool = FilePool(label)
 
     # -- public ----------------------------------------------------------------
 
-    def add(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def add(self, member: TarMember, tar: TarStreamReader) -> None:
         self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise ImageError(f"layer {self.label}: more than {self.limits.max_entries} entries "
+                             "(raise the limit with --max-entries or LAYERFS_MAX_ENTRIES)")
         path = entry_path(member.name, self.label)
+        _check_numbers(member, self.label, path)
+        if len(path) > self.max_path:
+            raise ImageError(f"layer {self.label}: entry '{shown(path)}' has a path of "
+                             f"{len(path)} bytes, too long to store (PATH_MAX is {PATH_MAX})")
         try:
             self._add(path, member, tar)
         except OSError as exc:
             raise ImageError(f"layer {self.label}: entry '{shown(path)}': "
                              f"{exc.strerror or exc}") from None
-        except tarfile.TarError as exc:
-            raise ImageError(f"layer {self.label}: tar data ends inside entry "
-                             f"'{shown(path)}' ({exc})") from None
 
     def finish(self) -> Sidecar:
         """Set directory times (last, since adding entries changes them)."""
-        self.pool.drain()
         for path, mtime_ns in self.dir_times.items():
             os.utime(self._full(path), ns=(mtime_ns, mtime_ns), follow_symlinks=False)
         return self.sidecar
 
     # -- entries ---------------------------------------------------------------
 
-    def _add(self, path: bytes, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _add(self, path: bytes, member: TarMember, tar: TarStreamReader) -> None:
         if not path:
             if not member.isdir():
                 raise ImageError(f"layer {self.label}: the root entry '{member.name}' "
@@ -112,24 +118,24 @@ class LayerWriter:
         os.close(fd)
         self.kinds[path] = MARKER
 
-    def _create(self, path: bytes, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _create(self, path: bytes, member: TarMember, tar: TarStreamReader) -> None:
         full = self._full(path)
         if member.isdir():
             os.mkdir(full, 0o700)
             kind = DIR
         elif member.isreg():
-            self.file_bytes += member.size
+            self._count_bytes(path, member.size)
             self.kinds[path] = FILE
             if self.sparse:
                 self._write_hole(full, member.size)
-            elif member.size <= POOLED_FILE_MAX and not _xattr_keys(member):
-                self._write_file_pooled(path, member, tar)
+            elif member.size <= SMALL_FILE_MAX and not _xattr_keys(member):
+                self._add_small_file(path, member, tar)
                 return
             else:
                 self._write_file(full, tar.extractfile(member))
             kind = FILE
         elif member.issym():
-            os.symlink(os.fsencode(member.linkname), full)
+            os.symlink(link_target(member.linkname, self.label, path), full)
             kind = SYMLINK
         elif member.islnk():
             self._link(path, member)
@@ -145,10 +151,16 @@ class LayerWriter:
         self.kinds[path] = kind
         self._set_attributes(path, member, kind)
 
-    def _write_file_pooled(self, path: bytes, member: tarfile.TarInfo,
-                           tar: tarfile.TarFile) -> None:
-        """Small files: read here, written by the pool with their attributes (file creation
-        is the slow part of unpacking, and it releases the GIL)."""
+    def _count_bytes(self, path: bytes, size: int) -> None:
+        self.file_bytes += size
+        if self.file_bytes > self.limits.max_layer_size:
+            raise ImageError(f"layer {self.label}: entry '{shown(path)}' ({size} bytes) takes "
+                             f"the layer over the limit of {size_text(self.limits.max_layer_size)}"
+                             " (raise it with --max-layer-size or LAYERFS_MAX_LAYER_SIZE)")
+
+    def _add_small_file(self, path: bytes, member: TarMember,
+                          tar: TarStreamReader) -> None:
+        """Small files: written and given their attributes through one descriptor."""
         reader = tar.extractfile(member)
         data = reader.read() if reader is not None else b""
         mode = member.mode & 0o7777
@@ -157,8 +169,7 @@ class LayerWriter:
         else:
             owner = None
             mode = self._record_unprivileged(path, member, FILE)
-        mtime_ns = int(member.mtime * 1_000_000_000)
-        self.pool.submit(path, _write_small_file, self._full(path), data, owner, mode, mtime_ns)
+        _write_small_file(self._full(path), data, owner, mode, _mtime_ns(member))
 
     @staticmethod
     def _write_hole(full: bytes, size: int) -> None:
@@ -168,16 +179,15 @@ class LayerWriter:
         finally:
             os.close(fd)
 
-    def _write_file(self, full: bytes, data: BinaryIO | None) -> None:
+    def _write_file(self, full: bytes, data: MemberData | None) -> None:
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with open(fd, "wb", buffering=0) as out:
             if data is not None:
                 shutil.copyfileobj(data, out, CHUNK)
 
-    def _link(self, path: bytes, member: tarfile.TarInfo) -> None:
+    def _link(self, path: bytes, member: TarMember) -> None:
         target = entry_path(member.linkname, self.label, what=f"hard link '{member.name}' ->")
         kind = self.kinds.get(target)
-        self.pool.wait_for(target)
         if kind is None or kind in (DIR, MARKER):
             raise UnsafeEntryError(
                 f"layer {self.label}: hard link '{shown(path)}' -> '{shown(target)}': "
@@ -189,7 +199,7 @@ class LayerWriter:
         if target in self.sidecar.xattrs:
             self.sidecar.xattrs[path] = dict(self.sidecar.xattrs[target])
 
-    def _make_device(self, full: bytes, member: tarfile.TarInfo) -> None:
+    def _make_device(self, full: bytes, member: TarMember) -> None:
         kind_bits = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
         if self.privileged:
             os.mknod(full, kind_bits | 0o600, os.makedev(member.devmajor, member.devminor))
@@ -197,21 +207,26 @@ class LayerWriter:
             self._write_file(full, None)  # stands in for the device; the sidecar says what it is
 
     def _remove(self, path: bytes, kind: str) -> None:
-        """A later entry replaces an earlier one at the same path (layer.md)."""
-        self.pool.drain()
+        """A later entry replaces an earlier one at the same path (layer.md).
+
+        What is forgotten is found on disk below the path, not by scanning everything
+        recorded: replacing entries again and again must not cost the whole layer each time.
+        """
         full = self._full(path)
+        gone = [path]
         if kind == DIR:
-            _make_writable_tree(full)
-            shutil.rmtree(full)
-            prefix = path + b"/"
-            for below in [p for p in self.kinds if p.startswith(prefix)]:
-                del self.kinds[below]
-                self.dir_times.pop(below, None)
+            gone += _paths_below(full, path)
+            remove_tree(full)
         else:
             os.unlink(full)
-        del self.kinds[path]
-        self.dir_times.pop(path, None)
-        self.sidecar.forget(path)
+        sidecar = self.sidecar
+        for below in gone:
+            self.kinds.pop(below, None)
+            self.dir_times.pop(below, None)
+            sidecar.stats.pop(below, None)
+            sidecar.xattrs.pop(below, None)
+            sidecar.whiteouts.pop(below, None)
+            sidecar.implied_dirs.discard(below)
 
     # -- parents -----------------------------------------------------------------
 
@@ -255,7 +270,7 @@ class LayerWriter:
 
     # -- attributes ----------------------------------------------------------------
 
-    def _set_attributes(self, path: bytes, member: tarfile.TarInfo, kind: str) -> None:
+    def _set_attributes(self, path: bytes, member: TarMember, kind: str) -> None:
         full = self._full(path)
         mode = member.mode & 0o7777
         if self.privileged:
@@ -267,13 +282,13 @@ class LayerWriter:
         else:
             self._record_unprivileged(path, member, kind)
         self._set_xattrs(path, full, member, kind)
-        mtime_ns = int(member.mtime * 1_000_000_000)
+        mtime_ns = _mtime_ns(member)
         if kind == DIR:
             self.dir_times[path] = mtime_ns
         else:
             os.utime(full, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
-    def _record_unprivileged(self, path: bytes, member: tarfile.TarInfo, kind: str) -> int:
+    def _record_unprivileged(self, path: bytes, member: TarMember, kind: str) -> int:
         """Keep the disk usable by this user and note in the sidecar what it does not show;
         returns the permission bits the disk gets."""
         mode = member.mode & 0o7777
@@ -297,11 +312,14 @@ class LayerWriter:
             self.sidecar.stats.pop(path, None)
         return disk_mode
 
-    def _set_xattrs(self, path: bytes, full: bytes, member: tarfile.TarInfo, kind: str) -> None:
+    def _set_xattrs(self, path: bytes, full: bytes, member: TarMember, kind: str) -> None:
         for key, value in member.pax_headers.items():
             if not key.startswith(XATTR_PAX_PREFIX):
                 continue
             name = os.fsencode(key[len(XATTR_PAX_PREFIX):])
+            if not name or b"\0" in name or len(name) > XATTR_NAME_MAX:
+                raise ImageError(f"layer {self.label}: entry '{shown(path)}' has an invalid "
+                                 f"xattr name '{shown(name)}'")
             if name.startswith(OVERLAY_XATTR_PREFIXES):
                 continue  # overlay's own bookkeeping would change the layer's meaning
             data = value.encode("utf-8", "surrogateescape")
@@ -324,14 +342,51 @@ class LayerWriter:
         return self.root + b"/" + path if path else self.root
 
 
-POOLED_FILE_MAX = 1 << 20
-_MEMBERS_KEPT = 1024
-_POOL_THREADS = 1  # more threads contend on directory locks and the GIL
-_POOL_MAX_PENDING = 512
+SMALL_FILE_MAX = 1 << 20
+XATTR_NAME_MAX = 255
 _DISK_TYPE = {DIR: stat.S_IFDIR, FILE: stat.S_IFREG, OTHER: stat.S_IFREG}
+_MTIME_MAX = 1 << 62
 
 
-def _xattr_keys(member: tarfile.TarInfo) -> bool:
+def _mtime_ns(member: TarMember) -> int:
+    """The entry's mtime in ns, clamped to what utimensat takes (PAX allows any number)."""
+    try:
+        return max(-_MTIME_MAX, min(_MTIME_MAX, int(member.mtime * 1_000_000_000)))
+    except (OverflowError, ValueError):  # inf, nan
+        return 0
+
+
+_ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "no change" to chown: not an owner
+_DEV_MAX = (1 << 32) - 1
+
+
+def _check_numbers(member: TarMember, label: str, path: bytes) -> None:
+    """Owners, device numbers and sizes a filesystem can hold (PAX allows any number)."""
+    for what, value, limit in (("uid", member.uid, _ID_MAX), ("gid", member.gid, _ID_MAX),
+                               ("size", member.size, 1 << 62),
+                               ("device major", member.devmajor, _DEV_MAX),
+                               ("device minor", member.devminor, _DEV_MAX)):
+        if not isinstance(value, int) or not 0 <= value <= limit:
+            raise ImageError(f"layer {label}: entry '{shown(path)}' has an impossible {what} "
+                             f"({value})")
+
+
+def _paths_below(full: bytes, path: bytes) -> list[bytes]:
+    """Layer paths of everything below the directory ``full`` (= ``path``), without recursion."""
+    found = []
+    pending = [(full, path)]
+    while pending:
+        directory, relative = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                below = relative + b"/" + entry.name
+                found.append(below)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, below))
+    return found
+
+
+def _xattr_keys(member: TarMember) -> bool:
     return any(key.startswith(XATTR_PAX_PREFIX) for key in member.pax_headers)
 
 
@@ -350,98 +405,22 @@ def _write_small_file(full: bytes, data: bytes, owner: tuple[int, int] | None, m
         os.close(fd)
 
 
-class FilePool:
-    """Writes small files on a writer thread, in bounded batches; errors name the entry."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: dict[bytes, Future] = {}
-
-    def submit(self, path: bytes, function, *args) -> None:  # type: ignore[no-untyped-def]
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="unpack")
-        if len(self._pending) >= _POOL_MAX_PENDING:
-            self.drain()
-        self._pending[path] = self._executor.submit(function, *args)
-
-    def wait_for(self, path: bytes) -> None:
-        future = self._pending.pop(path, None)
-        if future is not None:
-            self._result(path, future)
-
-    def drain(self) -> None:
-        pending, self._pending = self._pending, {}
-        failure: BaseException | None = None
-        for path, future in pending.items():
-            try:
-                self._result(path, future)
-            except BaseException as exc:  # wait for every write before failing
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    def close(self) -> None:
-        if self._executor is not None:
-            try:
-                self.drain()
-            finally:
-                self._executor.shutdown(wait=True)
-                self._executor = None
-
-    def abandon(self) -> None:
-        """After a failure: let the writes in flight end, ignoring their errors."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._pending = {}
-
-    def _result(self, path: bytes, future: Future) -> None:
-        try:
-            future.result()
-        except OSError as exc:
-            raise ImageError(f"layer {self.label}: entry '{shown(path)}': "
-                             f"{exc.strerror or exc}") from None
-
-
-def _make_writable_tree(top: bytes) -> None:
-    """Give the owner write access everywhere below ``top`` so it can be removed."""
-    for dirpath, dirnames, _ in os.walk(top):
-        for name in dirnames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o700)
-    os.chmod(top, 0o700)
-
-
-def unpack_tar(stream: LayerStream, root: bytes, *, privileged: bool) -> LayerWriter:
+def unpack_tar(stream: LayerStream, root: bytes, *, privileged: bool,
+               limits: UnpackLimits | None = None, final_root_length: int = 0) -> LayerWriter:
     """Unpack the whole layer ``stream`` into the empty directory ``root``."""
-    writer = LayerWriter(root, stream.label, privileged=privileged)
-    try:
-        _unpack_members(stream, writer)
-    except BaseException:
-        writer.pool.abandon()
-        raise
-    writer.pool.close()
-    return writer
-
-
-def _unpack_members(stream: LayerStream, writer: LayerWriter) -> None:
-    last: tarfile.TarInfo | None = None
-    try:
-        with tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape",  # type: ignore[arg-type]
-                          encoding="utf-8") as tar:
-            for member in tar:
-                writer.add(member, tar)
-                last = member
-                if len(tar.members) > _MEMBERS_KEPT:
-                    tar.members.clear()  # tarfile keeps every header; a layer may have millions
-            end_of_entries = tar.offset
-    except tarfile.TarError as exc:
-        raise ImageError(f"layer {stream.label}: not a valid tar archive ({exc})") from None
+    writer = LayerWriter(root, stream.label, privileged=privileged, limits=limits,
+                         final_root_length=final_root_length)
+    reader = TarStreamReader(stream, stream.label, writer.limits)
+    last: TarMember | None = None
+    for member in reader:
+        writer.add(member, reader)
+        last = member
+    end_of_entries = reader.offset
     stream.drain()
-    if last is not None and last.offset_data + last.size > stream.diff_size:
-        raise ImageError(f"layer {stream.label}: tar data ends inside entry '{last.name}'")
+    if last is not None and last.offset_data + last.stored_size > stream.diff_size:
+        raise ImageError(f"layer {stream.label}: tar data ends inside entry "
+                         f"'{shown(os.fsencode(last.name))}'")
     if stream.data_end > end_of_entries:
         raise ImageError(f"layer {stream.label}: invalid tar header at offset {end_of_entries}")
     writer.finish()
+    return writer

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import tarfile
 
 from ..errors import ImageError
 from .cache import LayerBlob, verify_digests
+from .limits import UnpackLimits
 from .stream import LayerStream
+from .tarformat import TarStreamReader
 
 
-def survey_blob(blob: LayerBlob) -> dict:
+def survey_blob(blob: LayerBlob, limits: UnpackLimits | None = None) -> dict:
     """Stream a tar layer once: its entries, uncompressed size and digests."""
     try:
         raw = blob.open()
@@ -19,15 +20,14 @@ def survey_blob(blob: LayerBlob) -> dict:
     except PermissionError:
         raise ImageError(f"layer {blob.label}: blob is not readable (permission denied)") from None
     with raw:
-        stream = LayerStream(raw, blob.label, background=False)
+        limits = limits or UnpackLimits.from_env()
+        stream = LayerStream(raw, blob.label, background=False,
+                             max_size=limits.max_layer_size)
         entries = 0
-        try:
-            with tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape",  # type: ignore[arg-type]
-                              ) as tar:
-                for _ in tar:
-                    entries += 1
-        except tarfile.TarError as exc:
-            raise ImageError(f"layer {blob.label}: not a valid tar archive ({exc})") from None
+        for _ in TarStreamReader(stream, blob.label, limits):
+            entries += 1
+            if entries > limits.max_entries:
+                raise ImageError(f"layer {blob.label}: more than {limits.max_entries} entries")
         stream.drain()
     verify_digests(blob, stream)
     return {"entries": entries, "diff_size": stream.diff_size, "diff_id": stream.diff_id,

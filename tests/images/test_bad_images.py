@@ -64,7 +64,7 @@ CASES = {
     "digest-mismatch": (_digest_mismatch, "layer 2 .*blob digest mismatch: the manifest says "
                                           "sha256:[0-9a-f]{64}, the blob is sha256:[0-9a-f]{64}"),
     "missing-blob": (_missing_blob, "layer 2 .*blob is missing"),
-    "truncated-manifest": (_truncated_manifest, "is not valid JSON"),
+    "truncated-manifest": (_truncated_manifest, "manifest blob sha256:[0-9a-f]{64}: digest mismatch"),
     "path-traversal": (_hostile([f("../../escaped", b"x")]),
                        "entry '../../escaped' has a '..' component"),
     "symlink-escape": (_hostile([sym("etc", "/tmp"), f("etc/escaped", b"x")]),

@@ -7,9 +7,7 @@ import os
 import pwd
 import shutil
 import signal
-import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,6 @@ import pytest
 from layerfs import treediff
 from tests.support.layerspec import Dir, File, Symlink, Whiteout, materialize_stack
 from tests.support.mounting import (
-    REPO_ROOT,
     force_unmount,
     is_mounted,
     layerfs_mounted,
@@ -261,40 +258,6 @@ def test_umount_of_a_stale_mount_after_kill_9(image, mountpoint):
         result = run_layerfs("umount", str(mountpoint))
         assert result.returncode == 0, result.stderr
         assert not is_mounted(mountpoint)
-
-
-UNPRIVILEGED = "layerfs-test"
-
-
-@pytest.fixture
-def unprivileged_user():
-    """A throw-away user that can run the project's Python, or a skip saying why not."""
-    if os.geteuid() != 0:
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        yield None if user else pytest.skip("no user name")
-        return
-    if shutil.which("useradd") is None or shutil.which("runuser") is None:
-        pytest.skip("useradd/runuser not available to make a temporary user")
-    created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
-                             capture_output=True).returncode == 0
-    try:
-        probe = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); import layerfs.cli"
-        check = subprocess.run(["runuser", "-u", UNPRIVILEGED, "--", sys.executable, "-c", probe],
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            pytest.skip("a normal user cannot run this Python or read the repository here: "
-                        + (check.stderr.strip().splitlines() or ["?"])[-1])
-        # Debian and Ubuntu ship /dev/fuse as 0666; some sandboxes make it 0600.
-        # Grant what a normal machine grants, for the test's duration only.
-        fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-        os.chmod("/dev/fuse", fuse_mode | 0o666)
-        try:
-            yield UNPRIVILEGED
-        finally:
-            os.chmod("/dev/fuse", fuse_mode)
-    finally:
-        if created:
-            subprocess.run(["userdel", UNPRIVILEGED], capture_output=True)
 
 
 def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
