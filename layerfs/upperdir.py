@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import itertools
 import os
 import stat
@@ -81,6 +82,7 @@ class UpperDir:
         self.fsync_enabled = fsync
         self._temp_ids = itertools.count(1)
         self._pid = os.getpid()
+        self._lock_fd: int | None = None
 
     # -- mount time --------------------------------------------------------------
 
@@ -104,6 +106,7 @@ class UpperDir:
         for inner, outer in ((real_upper, real_work), (real_work, real_upper)):
             if inner.startswith(outer + b"/"):
                 raise MountError(f"{shown_work}: workdir and upperdir must not be nested")
+        self._lock()
         if os.stat(self.root).st_dev != os.stat(self.workdir).st_dev:
             raise MountError(f"{shown_work}: workdir must be on the same filesystem as "
                              f"upperdir {shown_upper}")
@@ -123,8 +126,23 @@ class UpperDir:
                 os.unlink(self.work)
                 os.mkdir(self.work, mode)
                 os.chmod(self.work, mode)
+            elif stat.S_IMODE(st.st_mode) != mode and mode:
+                os.chmod(self.work, mode)  # left at mode 0 by a kernel mount
             self.clear_work()
         self._probe_xattrs()
+
+    def _lock(self) -> None:
+        """Hold the work dir for this mount's lifetime: a second layerfs mount of
+        the same upper and work dir would corrupt both (the kernel refuses with
+        EBUSY). The lock goes with the daemon, however it ends."""
+        fd = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MountError(f"{os.fsdecode(self.workdir)}: in use by another layerfs mount "
+                             "(an upper and work dir serve one mount at a time)") from None
+        self._lock_fd = fd
 
     def clear_work(self) -> None:
         """Remove everything a crash or an earlier mount left in the work dir."""
@@ -391,16 +409,18 @@ class UpperDir:
 
     def keep_inode(self, relpath: bytes, number: int | None) -> None:
         """Record the inode number ``relpath`` keeps across remounts (None: the
-        one its path gives, so nothing to record)."""
+        one its path gives, so nothing to record). Best effort."""
         name = self.prefix + b"layerfs.ino"
         path = self.path(relpath)
-        if number is not None:
-            os.setxattr(path, name, b"%d" % number, follow_symlinks=False)
-            return
         try:
-            os.removexattr(path, name, follow_symlinks=False)
+            if number is not None:
+                os.setxattr(path, name, b"%d" % number, follow_symlinks=False)
+            else:
+                os.removexattr(path, name, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+            # user.* xattrs cannot go on symlinks or devices: such an entry
+            # gets its path's number again at the next mount.
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM, errno.EACCES):
                 raise
 
     # -- timestamps ----------------------------------------------------------------

@@ -72,3 +72,14 @@ def test_default_workdir_beside_the_upper(dirs):
         (mnt / "new").write_bytes(b"x")
     assert (dirs["upper"].parent / ".upper.work" / "work").is_dir()
     assert (dirs["upper"] / "new").read_bytes() == b"x"
+
+
+def test_one_upper_serves_one_mount_at_a_time(dirs, scratch):
+    args = [*dirs["args"], "--upper", str(dirs["upper"]), "--work", str(dirs["work"])]
+    second = scratch / "second"
+    second.mkdir()
+    with layerfs_mounted(dirs["mnt"], *args):
+        result = run_layerfs("mount", *args, str(second))
+        assert result.returncode == 1 and "in use by another layerfs mount" in result.stderr
+    with layerfs_mounted(second, *args):
+        assert (second / "top").read_bytes() == b"t"
