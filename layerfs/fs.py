@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 CACHE_TIMEOUT = 3600.0
 
 # Writes up to this size are done on the event loop, bigger ones in a thread.
-_INLINE_WRITE_BYTES = 64 << 10
+_INLINE_WRITE_BYTES = 1 << 20
 
 # readdir offsets: 1 and 2 are "." and "..", children start at 3.
 _FIRST_CHILD_OFFSET = 3
