@@ -180,14 +180,19 @@ def run(args: argparse.Namespace) -> int:
     fresh = Fresh(workdir)
     results: dict[str, dict[str, list[float]]] = {}
     for number in range(runs):
+        # A different contender goes first in each run: none always follows
+        # the same neighbour's clean-up.
+        order = contenders[number % len(contenders):] + contenders[:number % len(contenders)]
         for key, phase in PHASES.items():
-            for contender in contenders:
+            for contender in order:
                 spec = fresh.spec(lowers)
+                os.sync()  # no writeback of an earlier measurement's data in this one
                 try:
                     with mounted(contender, spec, workdir / "mnt", "probe") as mount:
                         value = phase(mount.path, sizes)
                 finally:
                     fresh.clear(spec)
+                    os.sync()
                 results.setdefault(key, {}).setdefault(contender.name, []).append(value)
                 log(f"run {number + 1}/{runs} {key} {contender.name}: {value:.3f}")
     medians = {key: {name: statistics.median(values) for name, values in by.items()}
