@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.layerspec import File, Whiteout, materialize_stack
-from tests.support.mounting import force_unmount, is_mounted, layerfs_env
+from tests.support.mounting import REPO_ROOT, force_unmount, is_mounted, layerfs_env
 
 STACK = [{b"a/x": File(b"x"), b"gone": File(b"g")}, {b"gone": Whiteout(), b"b": File(b"b")}]
 
@@ -96,11 +96,25 @@ def test_mount_t_fuse_layerfs_overlay(setup):
     scratch, options = setup
     if os.geteuid() != 0:
         pytest.skip("mount(8) of a FUSE type needs root here")
-    helper = next((d for d in ("/usr/bin", "/usr/local/bin", "/bin", "/sbin", "/usr/sbin")
-                   if os.access(f"{d}/layerfs-overlay", os.X_OK)), None)
-    if helper is None or shutil.which("mount.fuse3") is None:
-        pytest.skip("layerfs-overlay is not installed where mount.fuse3 looks for it "
-                    "(/usr/bin, /usr/local/bin), or mount.fuse3 is missing")
+    if shutil.which("mount.fuse3") is None:
+        pytest.skip("mount.fuse3 is missing (package fuse3)")
+    installed = any(os.access(f"{d}/layerfs-overlay", os.X_OK)
+                    for d in ("/usr/bin", "/usr/local/bin", "/bin", "/sbin", "/usr/sbin"))
+    wrapper = Path("/usr/local/bin/layerfs-overlay")
+    if not installed:
+        # mount.fuse3 runs helpers from a fixed PATH: put this checkout's helper
+        # there for the test's duration, as `pip install` into /usr/local would.
+        wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={REPO_ROOT} exec {sys.executable} "
+                           "-m layerfs.overlay_cli \"$@\"\n")
+        wrapper.chmod(0o755)
+    try:
+        _mount_t_and_list(scratch, options)
+    finally:
+        if not installed:
+            wrapper.unlink()
+
+
+def _mount_t_and_list(scratch, options) -> None:
     mnt = scratch / "mnt"
     subprocess.run(["mount", "-t", "fuse.layerfs-overlay", "overlay", str(mnt), "-o", options],
                    check=True, capture_output=True, timeout=60)
