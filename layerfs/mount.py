@@ -16,10 +16,12 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 
 import pyfuse3
 import trio
+import trio.testing
 
 from .errors import MountError
 from .fs import LayerOperations
@@ -139,11 +141,26 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve() -> None:
+async def _serve(index: PathIndex) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_read_index, index)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def _read_index(index: PathIndex) -> None:
+    """Read the rest of the layers' directories into the index while the
+    daemon is idle, a millisecond or two at a time, so requests hardly wait
+    for it (the mount is live meanwhile; a request for a directory not read
+    yet reads it at once)."""
+    started = time.monotonic()
+    while True:
+        # Wakes only when every other task (the FUSE request workers) waits.
+        await trio.testing.wait_all_tasks_blocked()
+        if not index.load_pending(budget=0.002):
+            break
+    log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
 
 
 async def _terminate_on_signal(scope: trio.CancelScope) -> None:
@@ -181,9 +198,8 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
-        log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
-                 mountpoint)
-        trio.run(_serve)
+        log.info("serving %d layers at %s", len(index.layers), mountpoint)
+        trio.run(_serve, index)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)
