@@ -24,7 +24,8 @@ containerd keeps its image, content and snapshot metadata in bbolt files
 
 Nothing here trusts the file: every offset is checked against the page
 and the file, a page must name itself, a tree that revisits a page or
-nests too deep is refused, and the total work is bounded, so a corrupt,
+nests too deep is refused, and the bytes parsed are bounded by a multiple
+of the file's size, so a corrupt,
 truncated or hostile file ends in one :class:`~layerfs.errors.ImageError`
 naming the file, never in a loop or a read outside the file.
 
@@ -123,7 +124,7 @@ class BoltFile:
             self.meta = self._choose_meta()
             self.page_size = self.meta.page_size
             self.page_count = min(self.meta.high_water, self.size // self.page_size)
-            self._budget = 64 * self.page_count + 100_000
+            self._budget = 8 * self.size + (1 << 20)
         except BaseException:
             os.close(self._fd)
             raise
@@ -198,14 +199,15 @@ class BoltFile:
         except BoltError:
             return False
 
-    def _spend(self) -> None:
-        self._budget -= 1
+    def _spend(self, nbytes: int) -> None:
+        """Count the bytes parsed: a sound walk parses each page about once, a file whose
+        pages refer to each other in circles or fans would parse some forever."""
+        self._budget -= nbytes
         if self._budget < 0:
             raise self.corrupt("its pages refer to each other in circles")
 
     def page(self, page_id: int) -> tuple[bytes, int, int]:
         """(bytes, flags, count) of a data page, checked to lie inside the file and name itself."""
-        self._spend()
         cached = self._pages.get(page_id)
         if cached is None:
             if not 2 <= page_id < self.page_count:
@@ -219,6 +221,7 @@ class BoltFile:
                 raise self.corrupt(f"page {page_id} overflows the file ({overflow} more pages)")
             cached = self._read(page_id * self.page_size, (overflow + 1) * self.page_size)
             self._pages[page_id] = cached
+        self._spend(len(cached))
         _id, flags, count, _overflow = PAGE_HEADER.unpack_from(cached)
         return cached, flags, count
 
@@ -249,7 +252,7 @@ class Bucket:
             assert self.inline is not None
             if len(self.inline) < PAGE_HEADER.size:
                 raise self.db.corrupt(f"inline bucket {self._label()} is truncated")
-            self.db._spend()
+            self.db._spend(len(self.inline))
             _id, flags, count, _overflow = PAGE_HEADER.unpack_from(self.inline)
             if flags != LEAF:
                 raise self.db.corrupt(f"inline bucket {self._label()} is not a leaf")
