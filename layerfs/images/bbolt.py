@@ -210,6 +210,9 @@ class BoltFile:
         """(bytes, flags, count) of a data page, checked to lie inside the file and name itself."""
         cached = self._pages.get(page_id)
         if cached is None:
+            if 2 <= page_id < self.meta.high_water and page_id >= self.page_count:
+                raise self.corrupt(f"truncated: page {page_id} of {self.meta.high_water} lies "
+                                   f"beyond the end of the file ({self.size} bytes)")
             if not 2 <= page_id < self.page_count:
                 raise self.corrupt(f"reference to page {page_id}, outside pages 2.."
                                    f"{self.page_count - 1}")

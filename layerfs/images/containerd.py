@@ -145,10 +145,12 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
                          f"{METADATA_DB}, nor under {DOCKER_DAEMON_DIR})")
     root, namespace = found
     wanted_platform = platform or host_platform()
-    content = open_files(root / CONTENT_DIR)
     meta_db = root / METADATA_DB
     records = read_consistent(meta_db, lambda db: _records(db, namespace),
                               what="containerd metadata database")
+    if not (root / CONTENT_DIR).is_dir():
+        raise ImageError(f"{root / CONTENT_DIR}: the content store is missing")
+    content = open_files(root / CONTENT_DIR)
     where = files.where + (f" (containerd namespace {namespace})" if namespace else "")
     chosen = select(_candidates(records, content, wanted_platform), ref, where).item
     manifest, manifest_digest = _resolve_manifest(content, chosen.target, wanted_platform)
