@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -222,6 +223,33 @@ def test_references(store, tmp_path):
     # through the Docker root only the moby namespace is seen: unambiguous there
     plan = read_image(f"{store['docker']}:localhost:5000/whiteout:latest")
     assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
+
+
+def test_reading_while_containerd_commits(store):
+    """containerd holds its databases' exclusive lock and commits all along: every read
+    sees one whole transaction (a commit meanwhile means reading again)."""
+    client, name = store["client"], "docker.io/bazel/v1/tarball:test_image_3"
+    stop = threading.Event()
+
+    def churn() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+            subprocess.run([*client, "-n", "default", "image", "tag", name, f"churn/x:{count}"],
+                           capture_output=True)
+            subprocess.run([*client, "-n", "default", "image", "rm", f"churn/x:{count}"],
+                           capture_output=True)
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        directories = {tuple(layer.directory for layer in
+                             read_image(f"{store['root']}:default/{name}").layers)
+                       for _ in range(40)}
+    finally:
+        stop.set()
+        writer.join()
+    assert len(directories) == 1
 
 
 def test_inspect(store):
