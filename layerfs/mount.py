@@ -21,7 +21,6 @@ from contextlib import ExitStack
 
 import pyfuse3
 import trio
-import trio.testing
 
 from .errors import MountError
 from .fs import LayerOperations
@@ -141,26 +140,33 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve(index: PathIndex) -> None:
+async def _serve(ops: LayerOperations) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
-        nursery.start_soon(_read_index, index)
+        nursery.start_soon(_read_index, ops)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
 
-async def _read_index(index: PathIndex) -> None:
-    """Read the rest of the layers' directories into the index while the
-    daemon is idle, a millisecond or two at a time, so requests hardly wait
-    for it (the mount is live meanwhile; a request for a directory not read
-    yet reads it at once)."""
+QUIET_SPELL = 0.05
+"""How long no request must have come before the index is read in the background."""
+
+
+async def _read_index(ops: LayerOperations) -> None:
+    """Read the rest of the layers' directories into the index while no requests
+    come, a few milliseconds at a time (the mount is live meanwhile: a request
+    for a directory not read yet reads it at once, and a busy mount reads
+    only what it is asked for)."""
     started = time.monotonic()
     while True:
-        # Wakes only when every other task (the FUSE request workers) waits.
-        await trio.testing.wait_all_tasks_blocked()
-        if not index.load_pending(budget=0.002):
+        quiet_for = time.monotonic() - ops.last_request
+        if quiet_for < QUIET_SPELL:
+            await trio.sleep(QUIET_SPELL - quiet_for)
+            continue
+        if not ops.index.load_pending(budget=0.005):
             break
-    log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
+        await trio.sleep(0)
+    log.info("index complete: %d entries in %.1f s", len(ops.index), time.monotonic() - started)
 
 
 async def _terminate_on_signal(scope: trio.CancelScope) -> None:
@@ -199,7 +205,7 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
             _daemonize()
         setup_logging(debug, log_file, foreground)
         log.info("serving %d layers at %s", len(index.layers), mountpoint)
-        trio.run(_serve, index)
+        trio.run(_serve, ops)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)
