@@ -18,8 +18,8 @@ locking and safely while containerd runs.
 References are matched as in the other stores: name (``docker.io/library/x:tag``
 or short forms), digest of the target, short or full ID (the target digest, as
 ``docker images`` shows for the containerd store, or the config digest). A plain
-containerd root is searched in all its namespaces; when more than one holds
-images, names may be written ``NAMESPACE/NAME`` to choose.
+containerd root is searched in all its namespaces; ``NAMESPACE/REF`` looks in
+one (the listing of a store with several namespaces shows names that way).
 """
 
 from __future__ import annotations
@@ -148,6 +148,10 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
     meta_db = root / METADATA_DB
     records = read_consistent(meta_db, lambda db: _records(db, namespace),
                               what="containerd metadata database")
+    first, slash, rest = (ref or "").partition("/")
+    if slash and rest and first in {record.namespace for record in records}:
+        records = [record for record in records if record.namespace == first]  # NS/NAME
+        ref = rest
     if not (root / CONTENT_DIR).is_dir():
         raise ImageError(f"{root / CONTENT_DIR}: the content store is missing")
     content = open_files(root / CONTENT_DIR)

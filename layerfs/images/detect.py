@@ -49,8 +49,14 @@ Detector = Callable[[ImageFiles], bool]
 Reader = Callable[[ImageFiles, "str | None", "str | None"], ImagePlan]
 
 
+def _looks_like_docker_root(files: ImageFiles) -> bool:
+    return not files.is_archive and all(files.is_dir(name)
+                                        for name in ("containers", "volumes", "network"))
+
+
 def _is_layer_dirs(files: ImageFiles) -> bool:
-    return not files.is_archive and is_layer_dirs(files.path)
+    return not files.is_archive and is_layer_dirs(files.path) \
+        and not _looks_like_docker_root(files)
 
 
 def _read_layer_dirs(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
@@ -102,6 +108,10 @@ def read_image(spec: str, form: str | None = None, *, image_ref: str | None = No
     for name, (detector, reader) in FORMS.items():
         if detector(files):
             return _AUTO_READERS.get(name, reader)(files, ref, platform)
+    if _looks_like_docker_root(files):
+        raise ImageError(f"{spec}: a Docker data root without an image store of its own; "
+                         "with the containerd image store dockerd normally uses the system's "
+                         "containerd: mount /var/lib/containerd:moby/NAME instead")
     raise ImageError(f"{spec}: not a recognised image (expected one of: {', '.join(FORMS)})")
 
 

@@ -220,6 +220,10 @@ def test_references(store, tmp_path):
     result = run_layerfs("inspect", f"{root}:nosuch:image")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "no image 'nosuch:image'" in result.stderr and name in result.stderr
+    # NAMESPACE/REF with a short name; the moby namespace's whiteout image
+    assert read_image(f"{root}:default/test_image_3").layers[-1].directory == expected
+    assert read_image(f"{root}:moby/localhost:5000/whiteout:latest") \
+        .layers[-1].extra["snapshot_key"].startswith("moby/")
     # through the Docker root only the moby namespace is seen: unambiguous there
     plan = read_image(f"{store['docker']}:localhost:5000/whiteout:latest")
     assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
@@ -333,3 +337,11 @@ def test_missing_content_blob_is_one_line(tmp_path):
     result = run_layerfs("inspect", f"{root}:docker.io/bazel/v1/tarball:test_image_3")
     assert result.returncode == 1
     assert "missing" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_docker_root_without_a_store_points_at_containerd(tmp_path):
+    """dockerd with the containerd image store keeps images in the system containerd."""
+    for name in ("containers", "volumes", "network", "buildkit"):
+        (tmp_path / "docker" / name).mkdir(parents=True)
+    result = run_layerfs("inspect", str(tmp_path / "docker"))
+    assert result.returncode == 1 and "/var/lib/containerd" in result.stderr, result.stderr
