@@ -25,6 +25,7 @@ import trio
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .prefetch import warm_layers
 from .upper import Upper
 
 log = logging.getLogger(__name__)
@@ -156,17 +157,21 @@ async def _read_index(ops: LayerOperations) -> None:
     """Read the rest of the layers' directories into the index while no requests
     come, a few milliseconds at a time (the mount is live meanwhile: a request
     for a directory not read yet reads it at once, and a busy mount reads
-    only what it is asked for)."""
+    only what it is asked for); the layers' metadata is read ahead meanwhile."""
     started = time.monotonic()
-    while True:
-        quiet_for = time.monotonic() - ops.last_request
-        if quiet_for < QUIET_SPELL:
-            await trio.sleep(QUIET_SPELL - quiet_for)
-            continue
-        if not ops.index.load_pending(budget=0.005):
-            break
-        await trio.sleep(0)
-    log.info("index complete: %d entries in %.1f s", len(ops.index), time.monotonic() - started)
+    index = ops.index
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)])
+        while True:
+            quiet_for = time.monotonic() - ops.last_request
+            if quiet_for < QUIET_SPELL:
+                await trio.sleep(QUIET_SPELL - quiet_for)
+                continue
+            if not index.load_pending(budget=0.005):
+                break
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
 
 
 async def _terminate_on_signal(scope: trio.CancelScope) -> None:
