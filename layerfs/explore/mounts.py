@@ -29,13 +29,15 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
 
 
 def force_unmount(path: str | os.PathLike[str]) -> None:
+    """Detach whatever is mounted at ``path`` (no error if nothing is)."""
     if not is_mounted(path):
         return
     command = ["umount", "-l"] if os.geteuid() == 0 else ["fusermount3", "-u", "-z"]
     subprocess.run(command + [os.fspath(path)], capture_output=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_daemon(process: subprocess.Popen) -> None:
+    """SIGTERM a daemon and wait for it; SIGKILL if it does not go."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -68,7 +70,7 @@ def layerfs_mounted(mountpoint: Path, mount_args: Sequence[str]) -> Iterator[Pat
             yield mountpoint
         finally:
             force_unmount(mountpoint)
-            _stop(process)
+            stop_daemon(process)
 
 
 @contextlib.contextmanager

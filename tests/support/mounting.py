@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from layerfs import treediff
+from layerfs.explore.mounts import force_unmount, is_mounted, stop_daemon
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MOUNT_TIMEOUT = 30.0
@@ -39,23 +39,6 @@ def run_layerfs(*args: str, check: bool = False, **kwargs) -> subprocess.Complet
                           text=True, check=check, timeout=kwargs.pop("timeout", 120), **kwargs)
 
 
-def is_mounted(path: str | os.PathLike[str]) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1].encode().decode("unicode_escape") == target
-                   for line in mounts)
-
-
-def force_unmount(path: str | os.PathLike[str]) -> None:
-    """Detach whatever is mounted at ``path`` (no error if nothing is)."""
-    if not is_mounted(path):
-        return
-    if os.geteuid() == 0:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-    else:
-        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True)
-
-
 def wait_for_mount(path: Path, process: subprocess.Popen | None) -> None:
     deadline = time.monotonic() + MOUNT_TIMEOUT
     while time.monotonic() < deadline:
@@ -66,16 +49,6 @@ def wait_for_mount(path: Path, process: subprocess.Popen | None) -> None:
             raise RuntimeError(f"layerfs exited with {process.returncode} before mounting: {err}")
         time.sleep(0.05)
     raise TimeoutError(f"{path} not mounted after {MOUNT_TIMEOUT}s")
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -100,7 +73,7 @@ def layerfs_mounted(mountpoint: Path, *args: str, user: str | None = None,
         yield process
     finally:
         force_unmount(mountpoint)
-        stop_process(process)
+        stop_daemon(process)
         if process.stderr:
             process.stderr.close()
         if process.stdout:
