@@ -119,6 +119,11 @@ class Upper:
             self.disk.keep_inode(path, node.ino)
         elif not fresh:
             self.disk.keep_inode(path, None)
+        else:
+            return
+        # Writing the xattr changed its ctime: show that one from the start, not
+        # a ctime that moves later with nothing changed.
+        self.refresh(node)
 
     # -- copy-up ---------------------------------------------------------------------
 
