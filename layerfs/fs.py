@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import stat
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
@@ -50,6 +51,7 @@ def _request(handler: F) -> F:
 
     @functools.wraps(handler)
     async def wrapper(self: "LayerOperations", *args: Any) -> Any:
+        self.last_request = time.monotonic()
         if self.debug:
             log.debug("%s%r", name, args[:-1] if args and _is_ctx(args[-1]) else args)
         try:
@@ -118,6 +120,8 @@ class LayerOperations(pyfuse3.Operations):
         self._write_lock: trio.Lock | None = None
         self._name_max = 255
         """The longest name every layer can hold (the kernel overlay's namelen)."""
+        self.last_request = time.monotonic()
+        """When the latest request came (background work waits for a quiet spell)."""
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 
 import pyfuse3
@@ -24,6 +25,7 @@ import trio
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .prefetch import warm_layers
 from .upper import Upper
 
 log = logging.getLogger(__name__)
@@ -139,11 +141,37 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve() -> None:
+async def _serve(ops: LayerOperations) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_read_index, ops)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+QUIET_SPELL = 0.05
+"""How long no request must have come before the index is read in the background."""
+
+
+async def _read_index(ops: LayerOperations) -> None:
+    """Read the rest of the layers' directories into the index while no requests
+    come, a few milliseconds at a time (the mount is live meanwhile: a request
+    for a directory not read yet reads it at once, and a busy mount reads
+    only what it is asked for); the layers' metadata is read ahead meanwhile."""
+    started = time.monotonic()
+    index = ops.index
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)])
+        while True:
+            quiet_for = time.monotonic() - ops.last_request
+            if quiet_for < QUIET_SPELL:
+                await trio.sleep(QUIET_SPELL - quiet_for)
+                continue
+            if not index.load_pending(budget=0.005):
+                break
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
 
 
 async def _terminate_on_signal(scope: trio.CancelScope) -> None:
@@ -181,9 +209,8 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
-        log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
-                 mountpoint)
-        trio.run(_serve)
+        log.info("serving %d layers at %s", len(index.layers), mountpoint)
+        trio.run(_serve, ops)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)
