@@ -64,8 +64,21 @@ def _open_by_walk(dirfd: int, path: bytes, flags: int) -> int:
         os.close(current)
 
 
+# A relative path this long or longer is opened in pieces (the kernel takes
+# PATH_MAX bytes, its NUL included, per call).
+_PIECE = 2048
+
+
 def open_beneath(dirfd: int, path: bytes, flags: int) -> int:
     """Open ``path`` relative to ``dirfd`` without following any symlink or leaving it."""
+    if len(path) >= _PIECE:
+        # Past PATH_MAX below the mount root: open its dirs a piece at a time.
+        cut = path.rindex(b"/", 0, _PIECE)
+        head = open_beneath(dirfd, path[:cut], os.O_PATH | os.O_DIRECTORY)
+        try:
+            return open_beneath(head, path[cut + 1:], flags)
+        finally:
+            os.close(head)
     global _have_openat2
     flags |= os.O_CLOEXEC | os.O_NOFOLLOW
     if _have_openat2 is not False:

@@ -118,6 +118,8 @@ class LayerOperations(pyfuse3.Operations):
         self._stale: set[int] = set()
         """Upper inodes written since their attributes were last read."""
         self._write_lock: trio.Lock | None = None
+        self._name_max = 255
+        """The longest name every layer can hold (the kernel overlay's namelen)."""
         self.last_request = time.monotonic()
         """When the latest request came (background work waits for a quiet spell)."""
 
@@ -134,6 +136,7 @@ class LayerOperations(pyfuse3.Operations):
         for layer in self.index.layers:
             self._layer_fds.append(
                 os.open(layer.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        self._name_max = min(os.statvfs(fd).f_namemax for fd in self._layer_fds)
 
     def close_layers(self) -> None:
         for fd in self._layer_fds:
@@ -199,6 +202,9 @@ class LayerOperations(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
                      ) -> pyfuse3.EntryAttributes:
         parent = self._node(parent_inode)
+        if len(name) > self._name_max:
+            # FUSE passes longer names on; no layer could hold one (as the kernel overlay says).
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         if name == b".":
             node: Node | None = parent
         elif name == b"..":
@@ -240,8 +246,9 @@ class LayerOperations(pyfuse3.Operations):
         st = os.statvfs(self.index.layers[-1].root)
         data = pyfuse3.StatvfsData()
         for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
-                      "f_files", "f_ffree", "f_favail", "f_namemax"):
+                      "f_files", "f_ffree", "f_favail"):
             setattr(data, field, getattr(st, field))
+        data.f_namemax = self._name_max
         return data
 
     # -- xattrs ----------------------------------------------------------------

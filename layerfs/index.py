@@ -270,7 +270,8 @@ class PathIndex:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
         layer, relpath = self.backing(node)
         with backing_io(layer, relpath):
-            on_disk = os.listxattr(layer.path_of(relpath), follow_symlinks=False)
+            with layer.at(relpath) as path:
+                on_disk = os.listxattr(path, follow_symlinks=False)
         names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
         shown = [name for name in names if name is not None]
         sidecar = self._sidecars[node.layer]
@@ -294,12 +295,14 @@ class PathIndex:
         if backing_name is None:
             raise OSError(errno.ENODATA, "no such attribute")
         with backing_io(layer, relpath):
-            return os.getxattr(layer.path_of(relpath), backing_name, follow_symlinks=False)
+            with layer.at(relpath) as path:
+                return os.getxattr(path, backing_name, follow_symlinks=False)
 
     def read_link(self, node: Node) -> bytes:
         layer, relpath = self.backing(node)
         with backing_io(layer, relpath):
-            return os.readlink(layer.path_of(relpath))
+            with layer.at(relpath) as path:
+                return os.readlink(path)
 
     # -- one layer's own entries (which, diff, usage) ---------------------------
 
@@ -317,7 +320,8 @@ class PathIndex:
         applied (the caller knows the parent is a real directory of the layer)."""
         layer = self.layers[position]
         try:
-            st = os.lstat(layer.path_of(relpath))
+            with layer.at(relpath) as path:
+                st = os.lstat(path)
         except OSError as exc:
             raise LayerError.from_os_error(layer, relpath, exc) from exc
         return self._shown_stat(position, relpath, st)
@@ -551,7 +555,8 @@ class PathIndex:
         (kept inode number, metacopy, redirect); nothing for other layers."""
         if position != self.upper:
             return {}
-        return read_xattrs(self.layers[position].path_of(inside), _UPPER_FILE_XATTRS)
+        with self.layers[position].at(inside) as path:
+            return read_xattrs(path, _UPPER_FILE_XATTRS)
 
     def _data_of_metacopy(self, position: int, inside: bytes, where: dict[int, bytes],
                           name: bytes, redirect: bytes | None) -> "DataElsewhere":

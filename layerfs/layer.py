@@ -7,8 +7,11 @@ descriptive fields for the tools that explain an image (`which`, `inspect`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
+
+from .longpath import reach
 
 CONTENT_KEY = "content"
 """Key in ``Layer.extra`` of a layer whose file data arrives on demand (a lazily
@@ -45,6 +48,12 @@ class Layer:
         """The backing path of a layer-relative path (b"" is the root)."""
         root = self.root_bytes
         return root + b"/" + relpath if relpath else root
+
+    def at(self, relpath: bytes, *, room: int = 0) -> contextlib.AbstractContextManager[bytes]:
+        """A path to ``relpath`` for the ``with`` block, however deep it is
+        (:meth:`path_of` gives paths the kernel refuses past PATH_MAX); ``room``:
+        bytes to spare after it (see :func:`~layerfs.longpath.reach`)."""
+        return reach(self.root_bytes, relpath, room=room)
 
     def ensure_content(self, relpath: bytes) -> None:
         """Make the data of regular file ``relpath`` present before it is read: a no-op

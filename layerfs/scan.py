@@ -75,48 +75,63 @@ def _has_xwhiteout(path: bytes) -> bool:
 
 def dir_is_opaque(layer: Layer, relpath: bytes) -> tuple[bool, bool]:
     """(opaque, has_xattr_whiteouts) of one layer's directory, from its xattrs."""
-    return opaque_state(read_xattrs(layer.path_of(relpath), _OPAQUE_XATTR_SET))
+    with layer.at(relpath) as path:
+        return opaque_state(read_xattrs(path, _OPAQUE_XATTR_SET))
+
+
+_NAME_ROOM = 256
 
 
 def scan_dir(layer: Layer, relpath: bytes, *, is_root: bool = False) -> ScannedDir:
     """List one directory of one layer and classify its entries."""
-    path = layer.path_of(relpath)
     try:
-        dir_xattrs = read_xattrs(path, _DIR_XATTR_SET)
-        opaque, xwhiteouts = opaque_state(dir_xattrs)
-        entries: dict[bytes, bool] = {}
-        whiteouts: set[bytes] = set()
-        dirents: dict[bytes, os.DirEntry] = {}
-        with os.scandir(path) as it:
-            for entry in it:
-                name = entry.name
-                marker = None if layer.upper else classify_marker(name)
-                if marker is not None:
-                    kind, target = marker
-                    if kind == MarkerName.OPAQUE:
-                        opaque = True
-                    elif kind == MarkerName.WHITEOUT:
-                        whiteouts.add(target)
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    entries[name] = True
-                    dirents[name] = entry
-                    continue
-                if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
-                    st = entry.stat(follow_symlinks=False)
-                    if is_whiteout_device(st.st_mode, st.st_rdev):
-                        whiteouts.add(name)
-                        continue
-                elif xwhiteouts and entry.is_file(follow_symlinks=False):
-                    if entry.stat(follow_symlinks=False).st_size == 0 and _has_xwhiteout(
-                        entry.path
-                    ):
-                        whiteouts.add(name)
-                        continue
-                entries[name] = False
-                dirents[name] = entry
+        # Room for the entries' names: their DirEntry paths start with this one.
+        with layer.at(relpath, room=_NAME_ROOM) as path:
+            return _scan_dir(layer, path, is_root=is_root,
+                             deep=path != layer.path_of(relpath))
     except OSError as exc:
         raise LayerError.from_os_error(layer, relpath, exc) from exc
+
+
+def _scan_dir(layer: Layer, path: bytes, *, is_root: bool, deep: bool) -> ScannedDir:
+    """``scan_dir`` of the directory at ``path``; ``deep``: the path is valid only
+    for this call, so every entry's lstat is taken now (a DirEntry keeps it)."""
+    dir_xattrs = read_xattrs(path, _DIR_XATTR_SET)
+    opaque, xwhiteouts = opaque_state(dir_xattrs)
+    entries: dict[bytes, bool] = {}
+    whiteouts: set[bytes] = set()
+    dirents: dict[bytes, os.DirEntry] = {}
+    with os.scandir(path) as it:
+        for entry in it:
+            name = entry.name
+            marker = None if layer.upper else classify_marker(name)
+            if marker is not None:
+                kind, target = marker
+                if kind == MarkerName.OPAQUE:
+                    opaque = True
+                elif kind == MarkerName.WHITEOUT:
+                    whiteouts.add(target)
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                entries[name] = True
+                dirents[name] = entry
+                continue
+            if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                st = entry.stat(follow_symlinks=False)
+                if is_whiteout_device(st.st_mode, st.st_rdev):
+                    whiteouts.add(name)
+                    continue
+            elif xwhiteouts and entry.is_file(follow_symlinks=False):
+                if entry.stat(follow_symlinks=False).st_size == 0 and _has_xwhiteout(
+                    entry.path
+                ):
+                    whiteouts.add(name)
+                    continue
+            entries[name] = False
+            dirents[name] = entry
+    if deep:
+        for entry in dirents.values():
+            entry.stat(follow_symlinks=False)
     # The kernel never treats a layer's root as opaque: the root merges all layers.
     if is_root:
         opaque = False

@@ -20,6 +20,7 @@ shows a state the disk does not hold.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -118,6 +119,11 @@ class Upper:
             self.disk.keep_inode(path, node.ino)
         elif not fresh:
             self.disk.keep_inode(path, None)
+        else:
+            return
+        # Writing the xattr changed its ctime: show that one from the start, not
+        # a ctime that moves later with nothing changed.
+        self.refresh(node)
 
     # -- copy-up ---------------------------------------------------------------------
 
@@ -147,7 +153,6 @@ class Upper:
         assert node.parent is not None
         position, relpath = self.index.data_backing(node)
         layer = self.index.layers[position]
-        source = layer.path_of(relpath)
         replacing = self.index.is_upper(node)  # a metadata-only copy, made whole
         target = node.path()
         attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
@@ -161,7 +166,7 @@ class Upper:
             finally:
                 os.close(root)
 
-        with self.disk.times_kept(node.parent.path()):
+        with self.disk.times_kept(node.parent.path()), layer.at(relpath) as source:
             temp = self.disk.build_copy(source, attrs, xattrs=self._shown_xattrs(node),
                                         open_source=open_source, size=node.size,
                                         with_data=with_data)
@@ -475,7 +480,15 @@ class Upper:
             raise _fail(errno.ENOENT)
         if attached:
             self.copy_up(node, with_data=size != 0)
-        path = self.disk.path(node.path()) if attached else None
+        with self.disk.at(node.path()) if attached else contextlib.nullcontext() as path:
+            st = self._change_attributes(node, path, fd, mode=mode, uid=uid, gid=gid, size=size,
+                                         atime_ns=atime_ns, mtime_ns=mtime_ns)
+        self.index.set_stat(node, st)
+
+    @staticmethod
+    def _change_attributes(node: Node, path: bytes | None, fd: int | None, *, mode: int | None,
+                           uid: int | None, gid: int | None, size: int | None,
+                           atime_ns: int | None, mtime_ns: int | None) -> os.stat_result:
         if size is not None:
             if fd is not None:
                 os.ftruncate(fd, size)
@@ -497,8 +510,7 @@ class Upper:
             times = (st.st_atime_ns if atime_ns is None else atime_ns,
                      st.st_mtime_ns if mtime_ns is None else mtime_ns)
             os.utime(where, ns=times, **({"follow_symlinks": False} if path is not None else {}))
-        st = os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
-        self.index.set_stat(node, st)
+        return os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
 
     def setxattr(self, node: Node, name: bytes, value: bytes) -> None:
         backing = backing_xattr_name(name)
@@ -507,7 +519,8 @@ class Upper:
         if not self.index.is_attached(node):
             raise _fail(errno.ENOENT)
         self.copy_up(node)
-        os.setxattr(self.disk.path(node.path()), backing, value, follow_symlinks=False)
+        with self.disk.at(node.path()) as path:
+            os.setxattr(path, backing, value, follow_symlinks=False)
         self.refresh(node)
 
     def removexattr(self, node: Node, name: bytes) -> None:
@@ -520,7 +533,8 @@ class Upper:
             # Nothing to remove means nothing to copy up (the kernel checks first).
             self.index.get_xattr(node, name)
         self.copy_up(node)
-        os.removexattr(self.disk.path(node.path()), backing, follow_symlinks=False)
+        with self.disk.at(node.path()) as path:
+            os.removexattr(path, backing, follow_symlinks=False)
         self.refresh(node)
 
     # -- opening -------------------------------------------------------------------------------
@@ -535,8 +549,8 @@ class Upper:
             raise _fail(errno.ENOENT)
         self.copy_up(node, with_data=not flags & os.O_TRUNC)
         keep = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
-        fd = os.open(self.disk.path(node.path()),
-                     (flags & keep) | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with self.disk.at(node.path()) as path:
+            fd = os.open(path, (flags & keep) | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & os.O_TRUNC:
             self.refresh(node)
         return fd

@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 
 from .copy import copy_data, copy_xattrs, set_xattrs
 from .errors import MountError
+from .longpath import reach
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -61,10 +62,6 @@ class Attributes:
     atime_ns: int | None = None
     mtime_ns: int | None = None
     """Times to set; None leaves the creation time."""
-
-
-def _join(root: bytes, relpath: bytes) -> bytes:
-    return root + b"/" + relpath if relpath else root
 
 
 class UpperDir:
@@ -166,22 +163,26 @@ class UpperDir:
 
     # -- queries -----------------------------------------------------------------
 
-    def path(self, relpath: bytes) -> bytes:
-        return _join(self.root, relpath)
+    def at(self, relpath: bytes) -> contextlib.AbstractContextManager[bytes]:
+        """A path to upper entry ``relpath`` for the ``with`` block, however deep
+        it is (see :mod:`layerfs.longpath`)."""
+        return reach(self.root, relpath)
 
     def lstat(self, relpath: bytes) -> os.stat_result:
-        return os.lstat(self.path(relpath))
+        with self.at(relpath) as path:
+            return os.lstat(path)
 
     def is_whiteout(self, relpath: bytes) -> bool:
         try:
-            st = os.lstat(self.path(relpath))
+            st = self.lstat(relpath)
         except FileNotFoundError:
             return False
         return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
     def redirect(self, relpath: bytes) -> bytes | None:
         try:
-            return os.getxattr(self.path(relpath), self.redirect_xattr, follow_symlinks=False)
+            with self.at(relpath) as path:
+                return os.getxattr(path, self.redirect_xattr, follow_symlinks=False)
         except OSError as exc:
             if exc.errno in (errno.ENODATA, errno.ENOTSUP):
                 return None
@@ -189,7 +190,8 @@ class UpperDir:
 
     def is_opaque(self, relpath: bytes) -> bool:
         try:
-            value = os.getxattr(self.path(relpath), self.opaque_xattr, follow_symlinks=False)
+            with self.at(relpath) as path:
+                value = os.getxattr(path, self.opaque_xattr, follow_symlinks=False)
         except OSError as exc:
             if exc.errno in (errno.ENODATA, errno.ENOTSUP):
                 return False
@@ -197,7 +199,7 @@ class UpperDir:
         return value.rstrip(b"\0") == b"y"
 
     def has_entries(self, relpath: bytes) -> bool:
-        with os.scandir(self.path(relpath)) as entries:
+        with self.at(relpath) as path, os.scandir(path) as entries:
             return any(True for _ in entries)
 
     # -- building in the work dir --------------------------------------------------
@@ -313,7 +315,8 @@ class UpperDir:
 
     def build_link(self, existing: bytes) -> bytes:
         temp = self._temp_name()
-        os.link(self.path(existing), temp, follow_symlinks=False)
+        with self.at(existing) as path:
+            os.link(path, temp, follow_symlinks=False)
         return temp
 
     def discard(self, temp: bytes) -> None:
@@ -323,7 +326,11 @@ class UpperDir:
 
     def install(self, temp: bytes, relpath: bytes, *, over_whiteout: bool = False) -> None:
         """Move a built object to ``relpath``: where nothing is, or over a whiteout."""
-        dest = self.path(relpath)
+        with self.at(relpath) as dest:
+            self._install(temp, dest, over_whiteout)
+
+    @staticmethod
+    def _install(temp: bytes, dest: bytes, over_whiteout: bool) -> None:
         if not over_whiteout:
             renameat2(temp, dest, RENAME_NOREPLACE)
         elif stat.S_ISDIR(os.lstat(temp).st_mode):
@@ -335,11 +342,15 @@ class UpperDir:
 
     def replace(self, temp: bytes, relpath: bytes) -> None:
         """Move a built file over the upper file at ``relpath`` (one rename)."""
-        os.rename(temp, self.path(relpath))
+        with self.at(relpath) as dest:
+            os.rename(temp, dest)
 
     def whiteout(self, relpath: bytes) -> None:
         """Make ``relpath`` a whiteout, replacing what is there (a dir whole)."""
-        dest = self.path(relpath)
+        with self.at(relpath) as dest:
+            self._whiteout(dest)
+
+    def _whiteout(self, dest: bytes) -> None:
         temp = self.make_whiteout()
         try:
             st = os.lstat(dest)
@@ -359,7 +370,10 @@ class UpperDir:
 
     def remove(self, relpath: bytes) -> None:
         """Remove ``relpath`` without leaving a whiteout (a dir with whatever it holds)."""
-        dest = self.path(relpath)
+        with self.at(relpath) as dest:
+            self._remove(dest)
+
+    def _remove(self, dest: bytes) -> None:
         if not stat.S_ISDIR(os.lstat(dest).st_mode):
             os.unlink(dest)
             return
@@ -376,7 +390,10 @@ class UpperDir:
     def clear_dir(self, relpath: bytes) -> None:
         """Replace upper dir ``relpath`` (holding only whiteouts) by an empty opaque
         copy of itself, so that something can be renamed over it."""
-        dest = self.path(relpath)
+        with self.at(relpath) as dest:
+            self._clear_dir(dest)
+
+    def _clear_dir(self, dest: bytes) -> None:
         st = os.lstat(dest)
         attrs = Attributes(st.st_mode, st.st_uid, st.st_gid, atime_ns=st.st_atime_ns,
                            mtime_ns=st.st_mtime_ns)
@@ -395,32 +412,36 @@ class UpperDir:
         flags = RENAME_EXCHANGE if exchange else 0
         if whiteout_old:
             flags |= RENAME_WHITEOUT
-        if flags:
-            renameat2(self.path(old), self.path(new), flags)
-        else:
-            os.rename(self.path(old), self.path(new))
+        with self.at(old) as old_path, self.at(new) as new_path:
+            if flags:
+                renameat2(old_path, new_path, flags)
+            else:
+                os.rename(old_path, new_path)
 
     def link(self, existing: bytes, relpath: bytes) -> None:
-        os.link(self.path(existing), self.path(relpath), follow_symlinks=False)
+        with self.at(existing) as old_path, self.at(relpath) as new_path:
+            os.link(old_path, new_path, follow_symlinks=False)
 
     # -- overlay xattrs --------------------------------------------------------------
 
     def set_opaque(self, relpath: bytes) -> None:
-        os.setxattr(self.path(relpath), self.opaque_xattr, b"y", follow_symlinks=False)
+        with self.at(relpath) as path:
+            os.setxattr(path, self.opaque_xattr, b"y", follow_symlinks=False)
 
     def set_redirect(self, relpath: bytes, value: bytes) -> None:
-        os.setxattr(self.path(relpath), self.redirect_xattr, value, follow_symlinks=False)
+        with self.at(relpath) as path:
+            os.setxattr(path, self.redirect_xattr, value, follow_symlinks=False)
 
     def keep_inode(self, relpath: bytes, number: int | None) -> None:
         """Record the inode number ``relpath`` keeps across remounts (None: the
         one its path gives, so nothing to record). Best effort."""
         name = self.prefix + b"layerfs.ino"
-        path = self.path(relpath)
         try:
-            if number is not None:
-                os.setxattr(path, name, b"%d" % number, follow_symlinks=False)
-            else:
-                os.removexattr(path, name, follow_symlinks=False)
+            with self.at(relpath) as path:
+                if number is not None:
+                    os.setxattr(path, name, b"%d" % number, follow_symlinks=False)
+                else:
+                    os.removexattr(path, name, follow_symlinks=False)
         except OSError as exc:
             # user.* xattrs cannot go on symlinks or devices: such an entry
             # gets its path's number again at the next mount.
@@ -433,12 +454,12 @@ class UpperDir:
     def times_kept(self, relpath: bytes) -> Iterator[None]:
         """Leave the times of upper dir ``relpath`` as they were: copy-up is not a
         change the merged view shows (the kernel restores them too)."""
-        path = self.path(relpath)
-        st = os.lstat(path)
+        st = self.lstat(relpath)
         try:
             yield
         finally:
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            with self.at(relpath) as path:
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
     # -- durability ------------------------------------------------------------------
 
@@ -455,7 +476,8 @@ class UpperDir:
     def fsync_path(self, relpath: bytes, *, datasync: bool = False) -> None:
         if not self.fsync_enabled:
             return
-        fd = os.open(self.path(relpath), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with self.at(relpath) as path:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             (os.fdatasync if datasync else os.fsync)(fd)
         finally:
