@@ -11,6 +11,7 @@ import os
 import sys
 
 from . import __version__
+from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
 from .images.inspect import layer_rows, render_json, render_table
@@ -163,14 +164,18 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     if workdir and not upperdir:
         raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
     upper = None
+    index: PathIndex | DeferredIndex
     if upperdir:
         if options.upperdir and not options.workdir:
             raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-        index, upper = open_writable(image.layers, upperdir, workdir,
+        layers = image.layers if image.pending is None else image.pending.wait()
+        index, upper = open_writable(layers, upperdir, workdir,
                                      userxattr=True if options.userxattr else None,
                                      redirect_dir=options.redirect_dir,
                                      volatile=options.volatile,
                                      read_only=options.read_only)
+    elif image.pending is not None:  # live now, its files once the layers are there
+        index = DeferredIndex(image.pending)
     else:
         index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,

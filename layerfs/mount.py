@@ -21,6 +21,7 @@ from contextlib import ExitStack
 import pyfuse3
 import trio
 
+from .deferred import DeferredIndex
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
@@ -139,9 +140,11 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve() -> None:
+async def _serve(deferred: DeferredIndex | None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
+        if deferred is not None:
+            nursery.start_soon(deferred.run)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
@@ -154,12 +157,14 @@ async def _terminate_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
-def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozenset(),
-          foreground: bool = False, debug: bool = False, log_file: str | None = None,
+def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
+          extra_options: set[str] = frozenset(), foreground: bool = False,
+          debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
           subtype: str = "layerfs") -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
-    writable through ``upper`` if given."""
+    writable through ``upper`` if given. A deferred index is completed in the
+    background while the mount is live."""
     check_mountpoint(mountpoint)
     check_fuse_available()
     resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
@@ -181,9 +186,14 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
-        log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
-                 mountpoint)
-        trio.run(_serve)
+        deferred = index if isinstance(index, DeferredIndex) else None
+        if deferred is None:
+            log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
+                     mountpoint)
+        else:
+            log.info("serving %s; its files once %s are present", mountpoint,
+                     deferred.pending.description)
+        trio.run(_serve, deferred)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)

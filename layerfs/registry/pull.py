@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..images import Image
 from ..images.plan import ImagePlan, LayerSource, cached_layer, layer_label
@@ -140,12 +141,14 @@ class LayerFetcher:
         self.rows = [progress.row(layer_label(layer.position, layer.diff_id), layer.size)
                      for layer in image.layers]
 
-    def run(self, jobs: int, cancel: threading.Event) -> list[Layer]:
+    def run(self, jobs: int, cancel: threading.Event,
+            layers: Sequence[RemoteLayer] | None = None) -> list[Layer]:
+        """Fetch ``layers`` (default: all), in parallel; the mountable layers, bottom first."""
         results: list[Layer | None] = [None] * len(self.image.layers)
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="layerfs-pull")
         futures: dict[Future, int] = {}
         try:
-            for layer in self.image.layers:
+            for layer in self.image.layers if layers is None else layers:
                 futures[pool.submit(self.fetch, layer)] = layer.position
             wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
