@@ -21,6 +21,7 @@ from .mount import serve, unmount
 from .options import parse_options
 from .registry.cli import register as register_registry
 from .registry.cli import remote_options
+from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
@@ -87,14 +88,16 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
-                                description="List or prune the layer cache.")
+                                description="List or prune the layer cache: unpacked "
+                                            "layers, lazy skeletons of registry layers, "
+                                            "partial downloads.")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
     cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
-        "prune", help="remove layers no known image uses (with --all: every layer) "
-                      "unless a mount uses them")
+        "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
+                      "every one) and partial downloads, unless a mount or pull uses them")
     cache_prune.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     cache_prune.add_argument("--all", action="store_true", help="remove every unused layer")
     cache_prune.set_defaults(run=_cmd_cache_prune)
@@ -191,16 +194,23 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
-    print(render_layers(list_layers(LayerCache(args.cache_dir))))
+    cache = LayerCache(args.cache_dir)
+    print(render_layers(list_layers(cache)))
+    registry = render_registry(list_skeletons(cache), list_partials(cache))
+    if registry:
+        print("\n" + registry)
     return 0
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    report = prune(LayerCache(args.cache_dir), all_layers=args.all)
+    cache = LayerCache(args.cache_dir)
+    report = prune(cache, all_layers=args.all)
+    registry = prune_registry(cache, all_layers=args.all).summary()
     print(f"removed {len(report.removed)} layers ({report.freed} bytes of files)"
           + (f", kept {len(report.kept_in_use)} in use by mounts" if report.kept_in_use else "")
           + (f", cleared {report.stale_unpacks} interrupted unpacks" if report.stale_unpacks
-             else ""))
+             else "")
+          + (f"; {registry}" if registry else ""))
     return 0
 
 

@@ -38,7 +38,9 @@ def open_lazy(ref: Reference, options: RemoteOptions, cache: LayerCache, *,
                           background=background)
     layers = fetcher.run(max(1, options.jobs), cancel)
     cache.record_image(SOURCE_SCHEME + image.name, image.manifest.digest,
-                       [layer.chain_id for layer in layers])
+                       [layer.chain_id for layer in layers],
+                       lazy_blobs=[layer.extra["blob_digest"] for layer in layers
+                                   if "lazy" in layer.extra])
     pending = None
     if fetcher.deferred:
         background_cancel = threading.Event()
