@@ -19,9 +19,10 @@ from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .options import parse_options
+from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
-from .registry.cli import remote_options
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
+from .registry.source import is_remote, read_remote
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
@@ -81,10 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "inspect", help="list an image's layers without mounting it",
         description="Show the image's layers bottom to top: DiffID, chainID, blob digest, "
                     "compressed and uncompressed size, entries, and the history line that "
-                    "created each.")
+                    "created each. A registry image (docker://REGISTRY/REPO:TAG) is read "
+                    "from its manifest and config alone: sizes and entries of layers not "
+                    "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
     _add_image_arguments(inspect)
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_remote_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
@@ -187,8 +191,13 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    plan = read_image(args.image, args.format, image_ref=args.image_ref, platform=args.platform)
-    rows = layer_rows(plan, _cache(args))
+    if is_remote(args.image):  # the manifest and config; no layer is pulled
+        plan = read_remote(args.image, platform=args.platform, options=remote_options(args))
+        rows = layer_rows(plan, _cache(args), survey=False)
+    else:
+        plan = read_image(args.image, args.format, image_ref=args.image_ref,
+                          platform=args.platform)
+        rows = layer_rows(plan, _cache(args))
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 

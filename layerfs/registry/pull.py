@@ -64,15 +64,13 @@ def downloads_dir(cache: LayerCache) -> Path:
     return cache.directory / "downloads"
 
 
-def remote_plan(image: RemoteImage, client: RegistryClient, cache: LayerCache) -> ImagePlan:
-    """The image as a plan of tar layers read straight from the registry (for inspect)."""
-    sources = []
-    for layer in image.layers:
-        download = BlobDownload(client, layer.digest, layer.size, downloads_dir(cache),
-                                what=layer_what(image, layer))
-        sources.append(layer_source(image, layer, download.open))
-    return ImagePlan(layers=sources, name=image.name, form="registry", config=image.config,
-                     source=SOURCE_SCHEME + image.name)
+def remote_plan(image: RemoteImage) -> ImagePlan:
+    """The image as its manifest and config describe it, no layer fetched (for inspect:
+    a layer's blob is not meant to be read)."""
+    return ImagePlan(layers=[layer_source(image, layer) for layer in image.layers],
+                     name=f"{image.name}@{image.manifest.digest}"
+                     if "@" not in image.name else image.name,
+                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name)
 
 
 def layer_what(image: RemoteImage, layer: RemoteLayer) -> str:
