@@ -160,3 +160,24 @@ def test_a_failed_background_pull_is_an_io_error_and_unmounts_cleanly(
     # the layer that failed first: the tampered one, or any whose download the stop cut
     named = [bad] if failure == "digest mismatch" else digests
     assert errors and any(digest in errors[0] for digest in named), errors
+
+
+def test_unmount_during_a_background_pull(registry, workdir, background_mount):
+    """The held download is cut off: the daemon goes with its mount, leaving the layer
+    to a later mount or pull."""
+    digests = layer_digests(registry.host, "test/multi:v1")
+    cache = workdir / "cache"
+    with FaultProxy(registry.port, held=[digests[-1]]) as proxy:
+        try:
+            result = run("mount", "--lazy", "--insecure", "--quiet", "--cache-dir", str(cache),
+                         f"docker://{proxy.host}/test/multi:v1", str(background_mount),
+                         timeout=WAIT)
+            assert result.returncode == 0, result.stderr
+            daemons = daemons_serving(background_mount)
+            assert daemons and until(lambda: proxy.blob_requests(digests[-1]))
+            assert run("umount", str(background_mount)).returncode == 0
+            assert not is_mounted(background_mount)
+            assert gone(daemons, WAIT)
+        finally:
+            proxy.release.set()
+    assert not list((cache / "tmp").glob("[0-9]*")) if (cache / "tmp").is_dir() else True

@@ -41,11 +41,11 @@ class BackgroundPull:
         self.jobs = max(1, jobs)
         self._cancel = cancel
         self.directory = str(cache.directory)
-        digests = ", ".join(layer.digest for layer in self.missing)
-        self.description = f"{len(self.missing)} layer(s) of {image.name} ({digests})"
+        self.description = f"{len(self.missing)} layer(s) of {image.name}"
 
     def wait(self) -> list[Layer]:
         started = time.monotonic()
+        log.info("pulling whole: %s", ", ".join(layer.digest for layer in self.missing))
         fetcher = LayerFetcher(self.image, self.client, self.cache, None,
                                PullProgress(quiet=True))
         pulled = fetcher.run(self.jobs, self._cancel, self.missing)
@@ -56,4 +56,4 @@ class BackgroundPull:
         return layers
 
     def cancel(self) -> None:
-        self._cancel.set()
+        self.client.http.abort()  # a stalled transfer stops now, not at its timeout
