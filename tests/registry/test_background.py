@@ -181,3 +181,17 @@ def test_unmount_during_a_background_pull(registry, workdir, background_mount):
         finally:
             proxy.release.set()
     assert not list((cache / "tmp").glob("[0-9]*")) if (cache / "tmp").is_dir() else True
+
+
+def test_writable_lazy_mount_pulls_gzip_layers_first(registry, expected, workdir):  # noqa: F811
+    """A writable mount's upper needs the merged tree at once: gzip layers are pulled
+    before it goes live."""
+    from ..images.mounting import mounted
+    upper = workdir / "upper"
+    upper.mkdir()
+    with mounted(f"docker://{registry.host}/test/multi:v1", workdir / "mnt", "--lazy",
+                 "--insecure", "--cache-dir", str(workdir / "cache"), "--upper",
+                 str(upper)) as mnt:
+        assert (mnt / "etc" / "os-release").read_text() == "NAME=layerfs-test\nVERSION=2\n"
+        (mnt / "etc" / "os-release").write_text("changed\n")
+    assert (upper / "etc" / "os-release").read_text() == "changed\n"
