@@ -367,6 +367,9 @@ class LayerOperations(pyfuse3.Operations):
             if flags & os.O_TRUNC:
                 self._stale.add(node.ino)
             layer = node.layer
+        elif self.index.layers[node.layer].fetches_content:
+            # Its data may first have to come over the network: not on the event loop.
+            fd, layer = await trio.to_thread.run_sync(self._open_backing, node)
         else:
             # The index already stat'ed this file at mount: opening it is a
             # short, cached path walk, cheaper inline than a thread hop.

@@ -46,6 +46,11 @@ class Layer:
         root = self.root_bytes
         return root + b"/" + relpath if relpath else root
 
+    @property
+    def fetches_content(self) -> bool:
+        """Whether opening a file may first have to fetch its data (see :data:`CONTENT_KEY`)."""
+        return CONTENT_KEY in self.extra
+
     def ensure_content(self, relpath: bytes) -> None:
         """Make the data of regular file ``relpath`` present before it is read: a no-op
         but for lazily fetched layers (see :data:`CONTENT_KEY`). May block."""
