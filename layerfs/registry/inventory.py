@@ -39,8 +39,10 @@ def _digest_of(name: str) -> str:
 
 
 def disk_usage(path: str | os.PathLike[str]) -> int:
-    """Bytes allocated to the files under ``path`` (not following symlinks)."""
+    """Bytes allocated to the files under ``path`` (not following symlinks; a hard-linked
+    file counted once)."""
     total = 0
+    linked: set[tuple[int, int]] = set()
     pending = [os.fsencode(path)]
     while pending:
         try:
@@ -52,6 +54,10 @@ def disk_usage(path: str | os.PathLike[str]) -> int:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
+            if st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False):
+                if (st.st_dev, st.st_ino) in linked:
+                    continue
+                linked.add((st.st_dev, st.st_ino))
             total += st.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
@@ -173,20 +179,20 @@ def render_registry(skeletons: list[SkeletonInfo], partials: list[PartialInfo]) 
     from ..unpack.digests import short
     sections = []
     if skeletons:
-        lines = ["LAZY BLOB     ON DISK   OF SIZE   ENTRIES  IN USE  IMAGES"]
+        lines = ["LAZY BLOB       ON DISK    OF SIZE  ENTRIES  IN USE  IMAGES"]
         for item in skeletons:
             images = ", ".join(item.images) or ("- (unpacked whole)" if item.superseded
                                                 else "-")
-            lines.append(f"{short(item.lazy.blob_digest):12}  {human_size(item.on_disk):>8}  "
-                         f"{human_size(item.size):>8}  {item.info.get('entries', '-')!s:>7}  "
+            lines.append(f"{short(item.lazy.blob_digest):12}  {human_size(item.on_disk):>9}  "
+                         f"{human_size(item.size):>9}  {item.info.get('entries', '-')!s:>7}  "
                          f"{'yes' if item.in_use else 'no':6}  {images}")
         lines.append(f"{len(skeletons)} lazy skeletons, "
                      f"{human_size(sum(item.on_disk for item in skeletons))} on disk")
         sections.append("\n".join(lines))
     if partials:
-        lines = ["PARTIAL BLOB  ON DISK   IN USE"]
+        lines = ["PARTIAL BLOB    ON DISK  IN USE"]
         for partial in partials:
-            lines.append(f"{short(partial.digest):12}  {human_size(partial.on_disk):>8}  "
+            lines.append(f"{short(partial.digest):12}  {human_size(partial.on_disk):>9}  "
                          f"{'yes' if partial.in_use else 'no'}")
         lines.append(f"{len(partials)} partial downloads, "
                      f"{human_size(sum(p.on_disk for p in partials))} on disk")
