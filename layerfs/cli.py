@@ -45,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Mount an image's layers, bottom to top, as one tree: read-only, or "
                     "writable with an upper dir in the kernel overlay's format (--upper). "
                     "IMAGE is an OCI layout (dir or oci-archive), a docker save archive, a "
-                    "skopeo dir:, a Docker data root or a containers-storage store "
+                    "skopeo dir:, a Docker data root, a containerd root or a containers-storage store "
                     "(STORE:NAME:TAG or --image picks one image), or a directory of "
                     "extracted layers (ordered by its 'layers' file, else by name); "
                     "tar layers are unpacked once into the layer cache. Or give the "

@@ -55,11 +55,12 @@ def _request(handler: F) -> F:
 
     @functools.wraps(handler)
     async def wrapper(self: "LayerOperations", *args: Any) -> Any:
+        self.last_request = time.monotonic()
         if self.debug:
             log.debug("%s%r", name, args[:-1] if args and _is_ctx(args[-1]) else args)
         try:
             if self._deferred is not None and not self._answers_early(name, args):
-                await self._until_ready()
+                await self.until_ready()
             return await handler(self, *args)
         except pyfuse3.FUSEError:
             raise
@@ -129,6 +130,8 @@ class LayerOperations(pyfuse3.Operations):
         self._stale: set[int] = set()
         """Upper inodes written since their attributes were last read."""
         self._write_lock: trio.Lock | None = None
+        self.last_request = time.monotonic()
+        """When the latest request came (background work waits for a quiet spell)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -158,8 +161,10 @@ class LayerOperations(pyfuse3.Operations):
         df and the mountpoint's own stat ask them)."""
         return name == "statfs" or name == "getattr" and args[0] == pyfuse3.ROOT_INODE
 
-    async def _until_ready(self) -> None:
-        assert self._deferred is not None
+    async def until_ready(self) -> None:
+        """Wait for a deferred index and take it over (nothing to wait for without one)."""
+        if self._deferred is None:
+            return
         index = await self._deferred.ready()
         if self._deferred is not None:  # the first request to wake up takes it over
             self._deferred = None

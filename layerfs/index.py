@@ -1,13 +1,18 @@
 """The in-memory path index of a merged layer stack.
 
-Built once at mount time by walking the layers top-down with the merge rule
+Built by walking the layers top-down with the merge rule
 (:mod:`layerfs.merge`): a subtree hidden by a whiteout, an opaque directory or
-a shadowing file is never read. Afterwards lookups, attributes and listings
-are answered from memory, O(1) in the number of layers.
+a shadowing file is never read. Each directory is read once, when first
+needed or by :meth:`PathIndex.load_pending` (which the daemon runs in the
+background right after mounting, so a mount is live at once whatever the
+image's size); afterwards its lookups, attributes and listings are answered
+from memory, O(1) in the number of layers.
 
 A :class:`Node` holds the attributes of the entry that won (the top-most
 layer's), the layer position that provides it, and for a directory the layer
-positions whose copies merge into it.
+positions whose copies merge into it. A directory not read yet loads itself
+when its children, layers or paths are first asked for, so nothing outside
+this module needs to know whether it has been read.
 
 With a writable upper dir (the top layer, ``Layer.upper``) the index also
 changes while mounted: :mod:`layerfs.upper` decides each change and records
@@ -18,8 +23,12 @@ what a fresh scan of the layers would give.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
+import threading
+import time
+from collections import deque
 from typing import Iterator, Sequence
 
 from .backing import backing_io
@@ -43,13 +52,15 @@ _INODE_XATTR_SET = frozenset(INODE_XATTRS)
 
 LAYER_XATTR = b"user.layerfs.layer"
 
+log = logging.getLogger(__name__)
+
 
 class Node:
     """One visible entry of the merged tree."""
 
     __slots__ = (
-        "ino", "name", "parent", "layer", "layers", "children", "sorted_names", "paths",
-        "mode", "uid", "gid", "size", "blocks", "nlink", "rdev",
+        "ino", "name", "parent", "layer", "_layers", "_children", "_paths", "loader",
+        "sorted_names", "mode", "uid", "gid", "size", "blocks", "nlink", "rdev",
         "atime_ns", "mtime_ns", "ctime_ns",
     )
 
@@ -59,13 +70,52 @@ class Node:
         self.name = name
         self.parent = parent
         self.layer = layer
-        self.layers: tuple[int, ...] = (layer,)
-        self.children: dict[bytes, Node] | None = {} if stat.S_ISDIR(st.st_mode) else None
+        self._layers: tuple[int, ...] = (layer,)
+        self._children: dict[bytes, Node] | None = {} if stat.S_ISDIR(st.st_mode) else None
+        self._paths: dict[int, bytes] | None = None
+        self.loader: PathIndex | None = None
+        """The index that still has to read this directory (None once read)."""
         self.sorted_names: list[bytes] | None = None
-        self.paths: dict[int, bytes] | None = None
+        self.set_stat(st)
+
+    def _load(self) -> None:
+        loader = self.loader
+        if loader is not None:
+            loader.load(self)
+
+    @property
+    def children(self) -> "dict[bytes, Node] | None":
+        """A directory's entries by name (None for anything else)."""
+        if self.loader is not None:
+            self._load()
+        return self._children
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The positions whose copies of the entry merge into it, top first."""
+        if self.loader is not None:
+            self._load()
+        return self._layers
+
+    @layers.setter
+    def layers(self, value: tuple[int, ...]) -> None:
+        if self.loader is not None:
+            self._load()
+        self._layers = value
+
+    @property
+    def paths(self) -> dict[int, bytes] | None:
         """Where a redirected dir lives in the layers below (position -> path),
         where that differs from its parent's path there plus its name."""
-        self.set_stat(st)
+        if self.loader is not None:
+            self._load()
+        return self._paths
+
+    @paths.setter
+    def paths(self, value: dict[int, bytes] | None) -> None:
+        if self.loader is not None:
+            self._load()
+        self._paths = value
 
     def set_stat(self, st: os.stat_result) -> None:
         self.mode = st.st_mode
@@ -81,12 +131,12 @@ class Node:
 
     @property
     def is_dir(self) -> bool:
-        return self.children is not None
+        return self._children is not None
 
     @property
     def is_merged_dir(self) -> bool:
         """A directory that more than one layer contributes to (overlay's "merge dir")."""
-        return self.children is not None and len(self.layers) > 1
+        return self._children is not None and len(self.layers) > 1
 
     @property
     def shown_nlink(self) -> int:
@@ -130,11 +180,21 @@ class PathIndex:
         self._lower_children: dict[int, dict[bytes, MergedChild]] = {}
         self._redirected = False
         self._sidecars: list[Sidecar | None] = [self._load_sidecar(layer) for layer in self.layers]
-        self.root = self._build()
+        self._link_numbers: dict[tuple[int, int, int], int] = {}
+        """The number of each hard-linked inode of a layer met so far."""
+        self._link_numbers_given: set[int] = set()
+        self._unread: deque[Node] = deque()
+        """Directories not read yet, in the order met (breadth-first)."""
+        self._complete = False
+        self._reading = threading.RLock()
+        """Held while a directory is read (a slow change runs in a worker thread)."""
+        self.root = self._make_root()
+        self.load(self.root)
 
     # -- queries -----------------------------------------------------------
 
     def __len__(self) -> int:
+        """The number of inodes known so far (all of them once :meth:`load_all` ran)."""
         return len(self.nodes)
 
     def get(self, ino: int) -> Node | None:
@@ -166,13 +226,18 @@ class PathIndex:
     def relpath_in(self, node: Node, position: int) -> bytes:
         """The path of ``node`` inside layer ``position`` (which differs from its
         merged path below a renamed dir: overlay's redirects)."""
+        if node.loader is not None:
+            self.load(node)  # a redirect of its own is known once it is read
+        return self._relpath_in(node, position)
+
+    def _relpath_in(self, node: Node, position: int) -> bytes:
         if not self._redirected:
             return node.path()
         parts = []
         current: Node | None = node
         while current is not None and current.parent is not None:
-            if current.paths is not None and position in current.paths:
-                parts.append(current.paths[position])
+            if current._paths is not None and position in current._paths:
+                parts.append(current._paths[position])
                 break
             parts.append(current.name)
             current = current.parent
@@ -333,79 +398,138 @@ class PathIndex:
             raise LayerError(f"{layer.root}: layer {layer.describe()} is not a directory")
         return self._shown_stat(position, b"", st)
 
-    def _build(self) -> Node:
+    def _make_root(self) -> Node:
         top = len(self.layers) - 1
         all_layers = tuple(range(top, -1, -1))
         root_stats = {position: self._root_stat(position) for position in all_layers}
         meta = self._metadata_layer(all_layers, b"")
         root = Node(ROOT_INODE, b"", None, meta, root_stats[meta])
-        root.layers = all_layers
+        root._layers = all_layers
+        root.loader = self
         self.root_layers = all_layers
         self.nodes[ROOT_INODE] = root
-        hard_links: dict[tuple[int, int, int], int] = {}
-        pending: list[tuple[Node, bytes]] = [(root, b"")]
-        while pending:
-            directory, relpath = pending.pop()
-            scanned = self._scan_merged_dir(directory, relpath)
-            directory.layers = tuple(position for position, _ in scanned)
-            merged = merge_children([(position, result.listing) for position, result in scanned])
-            dirents = {position: result.dirents for position, result in scanned}
-            children = directory.children
-            assert children is not None
-            for name in sorted(merged):
-                child = merged[name]
-                child_path = relpath + b"/" + name if relpath else name
-                if child.is_dir:
-                    meta = self._metadata_layer(child.dir_layers, child_path)
-                    st = self._stat_entry(meta, self._child_relpath(directory, meta, name),
-                                          dirents[meta][name])
-                    node = Node(self._number(directory, meta, name, child_path), name,
-                                directory, meta, st)
-                    node.layers = child.dir_layers
-                    pending.append((node, child_path))
-                else:
-                    st = self._stat_entry(child.layer,
-                                          self._child_relpath(directory, child.layer, name),
-                                          dirents[child.layer][name])
-                    if st.st_nlink > 1:
-                        # Names of one inode within a layer share one number.
-                        key = (child.layer, st.st_dev, st.st_ino)
-                        if key not in hard_links:
-                            hard_links[key] = self._number(directory, child.layer, name,
-                                                           child_path)
-                        ino = hard_links[key]
-                    else:
-                        ino = self._number(directory, child.layer, name, child_path)
-                    node = Node(ino, name, directory, child.layer, st)
-                    if ino in self.nodes:
-                        self.links.setdefault(ino, [self.nodes[ino]]).append(node)
-                children[name] = node
-                self.nodes.setdefault(node.ino, node)
         return root
 
-    def _number(self, directory: Node, position: int, name: bytes, path: bytes) -> int:
-        """The inode number of a new node: its path's, or for an entry of the
-        upper dir the one it kept from before a rename."""
-        if position == self.upper:
-            layer = self.layers[position]
-            kept = kept_inode(read_xattrs(layer.path_of(self._child_relpath(
-                directory, position, name)), _INODE_XATTR_SET))
-            if kept is not None:
-                return self.inodes.claim(kept, path)
+    # -- reading directories -------------------------------------------------------
+
+    def load(self, directory: Node) -> None:
+        """Read ``directory`` from the layers, if not read yet: merge its copies and
+        make a node for each visible child (its subdirectories are read later).
+        LayerError if a layer cannot be read; the directory stays unread then."""
+        with self._reading:
+            if directory.loader is None:
+                return
+            self._read_dir(directory)
+
+    def _read_dir(self, directory: Node) -> None:
+        relpath = directory.path()
+        scanned = self._scan_merged_dir(directory)
+        merged = merge_children([(position, result.listing) for position, _, result in scanned])
+        dirents = {position: result.dirents for position, _, result in scanned}
+        where = {position: path + b"/" if path else b"" for position, path, _ in scanned}
+        children: dict[bytes, Node] = {}
+        made: list[Node] = []
+        for name in sorted(merged):
+            child = merged[name]
+            child_path = relpath + b"/" + name if relpath else name
+            if child.is_dir:
+                meta = self._metadata_layer(child.dir_layers, child_path)
+                inside = where[meta] + name
+                st = self._stat_entry(meta, inside, dirents[meta][name])
+                node = Node(self._number(meta, inside, child_path), name, directory, meta, st)
+                node._layers = child.dir_layers
+                node.loader = self
+            else:
+                inside = where[child.layer] + name
+                st = self._stat_entry(child.layer, inside, dirents[child.layer][name])
+                if st.st_nlink > 1:
+                    ino = self._link_number(child.layer, inside, child_path, st)
+                else:
+                    ino = self._number(child.layer, inside, child_path)
+                node = Node(ino, name, directory, child.layer, st)
+            children[name] = node
+            made.append(node)
+        # Only now, all reads done, does the directory change: an error above
+        # leaves it unread, to be tried again.
+        directory._layers = tuple(position for position, _, _ in scanned)
+        directory._children = children
+        directory.sorted_names = None
+        directory.loader = None
+        for node in made:
+            if node.ino in self.nodes and node._children is None:
+                self.links.setdefault(node.ino, [self.nodes[node.ino]]).append(node)
+            else:
+                self.nodes[node.ino] = node
+            if node.loader is not None:
+                self._unread.append(node)
+
+    def load_pending(self, budget: float = 0.005) -> bool:
+        """Read directories not read yet, for about ``budget`` seconds; whether any
+        are left. A directory that cannot be read is logged and left for the
+        request that needs it (which gets the error)."""
+        deadline = time.monotonic() + budget
+        while self._unread:
+            directory = self._unread.popleft()
+            if directory.loader is None:
+                continue
+            try:
+                self.load(directory)
+            except LayerError as exc:
+                log.warning("%s", exc)
+            if time.monotonic() >= deadline:
+                break
+        if not self._unread:
+            self._complete = True
+        return not self._complete
+
+    def load_all(self) -> None:
+        """Read every directory (a complete index: for walks and hard-link groups)."""
+        while self.load_pending(budget=3600.0):
+            pass
+
+    def _number(self, position: int, inside: bytes, path: bytes) -> int:
+        """The inode number of a new node at merged ``path`` (``inside`` its layer):
+        its path's, or for an entry of the upper dir the one it kept from before a rename."""
+        kept = self._kept_number(position, inside)
+        if kept is not None:
+            return self.inodes.claim(kept, path)
         return self.inodes.assign(path)
 
+    def _link_number(self, position: int, inside: bytes, path: bytes,
+                     st: os.stat_result) -> int:
+        """The number shared by the names of one hard-linked inode of a layer:
+        derived from the layer and the backing inode, so it does not depend on
+        which name is read first; or the one the upper dir kept for it."""
+        key = (position, st.st_dev, st.st_ino)
+        number = self._link_numbers.get(key)
+        if number is None:
+            kept = self._kept_number(position, inside)
+            if kept is not None:
+                number = self.inodes.claim(kept, path)
+            else:
+                number = self.inodes.assign(b"\0hard link %d %d" % (position, st.st_ino))
+            self._link_numbers[key] = number
+            self._link_numbers_given.add(number)
+        return number
+
+    def _kept_number(self, position: int, inside: bytes) -> int | None:
+        if position != self.upper:
+            return None
+        return kept_inode(read_xattrs(self.layers[position].path_of(inside), _INODE_XATTR_SET))
+
     def _child_relpath(self, directory: Node, position: int, name: bytes) -> bytes:
-        parent = self.relpath_in(directory, position)
+        parent = self._relpath_in(directory, position)
         return parent + b"/" + name if parent else name
 
-    def _scan_merged_dir(self, directory: Node, relpath: bytes) -> list[tuple[int, ScannedDir]]:
+    def _scan_merged_dir(self, directory: Node) -> list[tuple[int, bytes, ScannedDir]]:
         """Scan the directory in each layer that may contribute, top first,
-        stopping after the first opaque copy. A copy with an overlay redirect
-        sends the search below it to where the redirect points."""
-        scanned: list[tuple[int, ScannedDir]] = []
+        stopping after the first opaque copy: (position, path there, result).
+        A copy with an overlay redirect sends the search below it to where the
+        redirect points."""
+        scanned: list[tuple[int, bytes, ScannedDir]] = []
         is_root = directory.parent is None
-        stack = [(position, self.relpath_in(directory, position))
-                 for position in directory.layers]
+        stack = [(position, self._relpath_in(directory, position))
+                 for position in directory._layers]
         number = 0
         followed = False  # the first redirect's stack already follows the later ones
         while number < len(stack):
@@ -415,7 +539,7 @@ class PathIndex:
             if sidecar is not None:
                 result.listing.whiteouts = (set(result.listing.whiteouts)
                                             | sidecar.whiteouts_in(path))
-            scanned.append((position, result))
+            scanned.append((position, path, result))
             if result.listing.opaque:
                 break
             if result.redirect is not None and directory.parent is not None and not followed:
@@ -439,7 +563,7 @@ class PathIndex:
             return
         if any(path != self._child_relpath(directory.parent, position, directory.name)
                for position, path in stack):
-            directory.paths = dict(stack)
+            directory._paths = dict(stack)
             self._redirected = True
 
     # -- the writable upper: queries ----------------------------------------------
@@ -465,6 +589,8 @@ class PathIndex:
 
     def aliases(self, node: Node) -> list[Node]:
         """Every name of ``node``'s inode (itself alone unless hard-linked)."""
+        if not self._complete and node.ino in self._link_numbers_given:
+            self.load_all()  # its other names may be in directories not read yet
         return self.links.get(node.ino) or [node]
 
     def lower_children(self, directory: Node) -> dict[bytes, MergedChild]:

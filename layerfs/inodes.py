@@ -1,10 +1,11 @@
 """Stable inode numbers: derived from the path, so they survive remounts.
 
-An entry's number is xxh64 of its path in the merged tree. Collisions (rare
-with 64 bits) are resolved by rehashing with a counter, in the index's
-deterministic walk order, so the same layers give the same numbers. An
-entry of the upper dir that was renamed (or took the place of a removed
-one) keeps the number it had, recorded beside it (layerfs.upperdir).
+An entry's number is xxh64 of its path in the merged tree; the names of a
+hard-linked file of a layer share the number of (layer, backing inode), so it
+does not depend on which name is read first. Collisions (some 1e-9 likely
+for a million entries) are resolved by rehashing with a counter. An entry of
+the upper dir that was renamed (or took the place of a removed one) keeps the
+number it had, recorded beside it (layerfs.upperdir).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 
 import pyfuse3
@@ -25,6 +26,7 @@ from .deferred import DeferredIndex
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .prefetch import warm_layers
 from .upper import Upper
 
 log = logging.getLogger(__name__)
@@ -140,13 +142,48 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve(deferred: DeferredIndex | None) -> None:
+async def _serve(ops: LayerOperations, deferred: DeferredIndex | None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
-        if deferred is not None:
-            nursery.start_soon(deferred.run)
+        nursery.start_soon(_complete_index, ops, deferred)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def _complete_index(ops: LayerOperations, deferred: DeferredIndex | None) -> None:
+    """Once the layers are all there (a deferred index: fetched first), read the rest
+    of the index in the background."""
+    if deferred is not None:
+        await deferred.run()
+        if deferred.index is None:
+            return  # failed: requests get EIO
+        await ops.until_ready()
+    await _read_index(ops)
+
+
+QUIET_SPELL = 0.05
+"""How long no request must have come before the index is read in the background."""
+
+
+async def _read_index(ops: LayerOperations) -> None:
+    """Read the rest of the layers' directories into the index while no requests
+    come, a few milliseconds at a time (the mount is live meanwhile: a request
+    for a directory not read yet reads it at once, and a busy mount reads
+    only what it is asked for); the layers' metadata is read ahead meanwhile."""
+    started = time.monotonic()
+    index = ops.index
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)])
+        while True:
+            quiet_for = time.monotonic() - ops.last_request
+            if quiet_for < QUIET_SPELL:
+                await trio.sleep(QUIET_SPELL - quiet_for)
+                continue
+            if not index.load_pending(budget=0.005):
+                break
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
 
 
 async def _terminate_on_signal(scope: trio.CancelScope) -> None:
@@ -188,12 +225,11 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
         setup_logging(debug, log_file, foreground)
         deferred = index if isinstance(index, DeferredIndex) else None
         if deferred is None:
-            log.info("serving %d entries from %d layers at %s", len(index), len(index.layers),
-                     mountpoint)
+            log.info("serving %d layers at %s", len(index.layers), mountpoint)
         else:
             log.info("serving %s; its files once %s are present", mountpoint,
                      deferred.pending.description)
-        trio.run(_serve, deferred)
+        trio.run(_serve, ops, deferred)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)

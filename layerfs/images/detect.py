@@ -5,6 +5,15 @@ FORMATS.md section 0: detection tries them in table order and the first
 match wins, as several forms share files. A tar file given instead of a
 directory is read in place (row 10) by the same readers.
 
+A Docker data root can hold images in two stores: the overlay2 graph driver
+(``image/overlay2``) and containerd's store (``containerd/daemon``, namespace
+``moby``; Docker >= 29's default). dockerd always creates the latter's
+directories, and uses one store at a time, so detection looks in both: the
+store that holds images (or the named image) is used; an image found in
+both is taken from containerd when it is the same image (same config) and
+is ambiguous otherwise (choose with ``--format docker-root`` or
+``--format containerd``).
+
 An image spec is a path, optionally followed by ``:REFERENCE`` naming one
 image of a store or archive (``/var/lib/docker:nginx:latest``,
 ``layout-dir:tag``); ``--image REF`` says the same.
@@ -18,6 +27,8 @@ from typing import Callable
 from ..errors import ImageError, UsageError
 from ..unpack import LayerCache
 from . import Image
+from .containerd import image_count as containerd_image_count
+from .containerd import is_containerd, read_containerd
 from .containersstorage import (
     is_containers_storage,
     is_containers_storage_vfs,
@@ -25,6 +36,7 @@ from .containersstorage import (
     read_containers_storage_vfs,
 )
 from .dockerlegacy import is_docker_legacy, read_docker_legacy
+from .dockerroot import image_count as overlay2_image_count
 from .dockerroot import is_docker_root, read_docker_root
 from .dockersave import is_docker_save, is_docker_save_oci, read_docker_save, read_docker_save_oci
 from .files import ImageFiles, open_files
@@ -37,8 +49,14 @@ Detector = Callable[[ImageFiles], bool]
 Reader = Callable[[ImageFiles, "str | None", "str | None"], ImagePlan]
 
 
+def _looks_like_docker_root(files: ImageFiles) -> bool:
+    return not files.is_archive and all(files.is_dir(name)
+                                        for name in ("containers", "volumes", "network"))
+
+
 def _is_layer_dirs(files: ImageFiles) -> bool:
-    return not files.is_archive and is_layer_dirs(files.path)
+    return not files.is_archive and is_layer_dirs(files.path) \
+        and not _looks_like_docker_root(files)
 
 
 def _read_layer_dirs(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
@@ -53,6 +71,7 @@ FORMS: dict[str, tuple[Detector, Reader]] = {
     "docker-root": (is_docker_root, read_docker_root),
     "containers-storage": (is_containers_storage, read_containers_storage),
     "containers-storage-vfs": (is_containers_storage_vfs, read_containers_storage_vfs),
+    "containerd": (is_containerd, read_containerd),
     "docker-save-oci": (is_docker_save_oci, read_docker_save_oci),
     "oci": (is_oci_layout, read_oci),
     "docker-save": (is_docker_save, read_docker_save),
@@ -60,7 +79,6 @@ FORMS: dict[str, tuple[Detector, Reader]] = {
     "skopeo-dir": (is_skopeo_dir, read_skopeo_dir),
     "layer-dirs": (_is_layer_dirs, _read_layer_dirs),
 }
-CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1.overlayfs"
 
 
 def split_spec(spec: str) -> tuple[Path, str | None]:
@@ -87,18 +105,47 @@ def read_image(spec: str, form: str | None = None, *, image_ref: str | None = No
         if form not in FORMS:
             raise UsageError(f"--format {form}: unknown format; known: {', '.join(FORMS)}")
         return FORMS[form][1](files, ref, platform)
-    for detector, reader in FORMS.values():
+    for name, (detector, reader) in FORMS.items():
         if detector(files):
-            return reader(files, ref, platform)
-    if not files.is_archive and _has_containerd_store(path):
-        raise ImageError(f"{spec}: a containerd image store (Docker's containerd snapshotter) "
-                         "is not supported yet; use 'docker save' and mount the archive")
+            return _AUTO_READERS.get(name, reader)(files, ref, platform)
+    if _looks_like_docker_root(files):
+        raise ImageError(f"{spec}: a Docker data root without an image store of its own; "
+                         "with the containerd image store dockerd normally uses the system's "
+                         "containerd: mount /var/lib/containerd:moby/NAME instead")
     raise ImageError(f"{spec}: not a recognised image (expected one of: {', '.join(FORMS)})")
 
 
-def _has_containerd_store(path: Path) -> bool:
-    return (path / CONTAINERD_SNAPSHOTTER).is_dir() or \
-        (path / "containerd" / "daemon" / CONTAINERD_SNAPSHOTTER).is_dir()
+def _read_docker_data_root(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
+    """A Docker root found by detection: its overlay2 store, its containerd store, or both."""
+    try:
+        in_containerd = containerd_image_count(files)
+    except ImageError:  # an unreadable containerd store must not hide the overlay2 images
+        in_containerd = 0
+    if not in_containerd:
+        return read_docker_root(files, ref, platform)
+    if not overlay2_image_count(files.path):
+        return read_containerd(files, ref, platform)
+    plans: dict[str, ImagePlan] = {}
+    failures: list[str] = []
+    for form, reader in (("containerd", read_containerd), ("overlay2", read_docker_root)):
+        try:
+            plans[form] = reader(files, ref, platform)
+        except ImageError as exc:
+            failures.append(f"{form} store: {str(exc).removeprefix(files.where + ': ')}")
+    if len(plans) == 1:
+        return next(iter(plans.values()))
+    if not plans:
+        raise ImageError(f"{files.where}: a Docker root with two image stores; "
+                         + "; ".join(failures))
+    if plans["containerd"].config == plans["overlay2"].config:
+        return plans["containerd"]
+    raise ImageError(f"{files.where}: '{ref or ''}' names different images in the overlay2 "
+                     f"store ({plans['overlay2'].name}) and the containerd store "
+                     f"({plans['containerd'].name}); choose with --format docker-root "
+                     "or --format containerd")
+
+
+_AUTO_READERS: dict[str, Reader] = {"docker-root": _read_docker_data_root}
 
 
 def open_image(spec: str, form: str | None = None, *, image_ref: str | None = None,

@@ -65,6 +65,11 @@ def _candidates(root: Path) -> list[Candidate[str]]:
     return list(by_id.values())
 
 
+def image_count(root: Path) -> int:
+    """How many images (tagged or not) the overlay2 store of a Docker root holds."""
+    return len(_candidates(root))
+
+
 def read_docker_root(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
     root = files.path
     chosen = select(_candidates(root), ref, str(root))

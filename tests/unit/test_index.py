@@ -8,6 +8,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from layerfs.index import PathIndex
@@ -96,3 +97,74 @@ def test_sidecar_metadata_is_applied(scratch):
     assert (new.uid, new.gid) == (0, 0)
     assert index.get_xattr(new, b"security.capability") == b"\x01\x00\x00\x02"
     assert b"security.capability" in index.list_xattrs(new)
+
+
+# -- directories are read when first needed ------------------------------------------------
+
+LAZY_STACK = [
+    {b"a/deep/x": File(b"x"), b"b/link1": File(b"shared"), b"b/link2": Hardlink(b"b/link1"),
+     b"c/old": File(b"o"), b"top/peer": Hardlink(b"b/link1")},
+    {b"a/deep/y": File(b"y"), b"c": Dir(opaque=True), b"c/new": File(b"n"),
+     b"a/deep/x": Whiteout()},
+]
+
+
+def _tree(index: PathIndex) -> dict[bytes, tuple]:
+    return {path: (node.ino, node.mode, node.size, node.nlink, node.shown_nlink, node.layer,
+                   node.layers if node.is_dir else None, len(index.aliases(node)))
+            for path, node in index.walk()}
+
+
+def test_a_new_index_reads_only_the_root_until_asked(scratch):
+    index = index_of(materialize_stack(LAZY_STACK, scratch, "oci"))
+    assert len(index) == 1 + 4  # the root and its children: a, b, c, top
+    assert index.resolve("a").loader is index  # listed, not read
+    assert index.resolve("a/deep/y") is not None
+    assert index.resolve("a").loader is None and index.resolve("b").loader is index
+    assert sorted(index.resolve("c").children) == [b"new"]  # opaque, known once read
+
+
+def test_reading_order_does_not_change_the_tree_or_its_inode_numbers(scratch):
+    dirs = materialize_stack(LAZY_STACK, scratch, "oci")
+    in_order = index_of(dirs)
+    in_order.load_all()
+    reversed_order = index_of(dirs)
+    for path in ("top", "c", "b", "a/deep"):  # the other hard link's dir first
+        reversed_order.load(reversed_order.resolve(path))
+    assert _tree(reversed_order) == _tree(in_order)
+    peer = reversed_order.resolve("top/peer")
+    assert peer.ino == reversed_order.resolve("b/link1").ino
+    assert len(reversed_order.aliases(peer)) == 3
+
+
+def test_aliases_of_a_hard_linked_file_are_complete_before_the_rest_is_read(scratch):
+    index = index_of(materialize_stack(LAZY_STACK, scratch, "oci"))
+    peer = index.resolve("top/peer")
+    assert {node.path() for node in index.aliases(peer)} == {b"top/peer", b"b/link1", b"b/link2"}
+
+
+def test_load_pending_reads_a_little_at_a_time_and_says_when_done(scratch):
+    index = index_of(materialize_stack(LAZY_STACK, scratch, "oci"))
+    rounds = 0
+    while index.load_pending(budget=0.0):  # one directory per call
+        rounds += 1
+    assert rounds >= 3
+    assert all(node.loader is None for _, node in index.walk())
+    assert not index.load_pending()
+
+
+def test_a_directory_that_cannot_be_read_stays_unread_and_is_tried_again(scratch):
+    from layerfs.errors import LayerError
+    dirs = materialize_stack(LAZY_STACK, scratch, "oci")
+    index = index_of(dirs)
+    moved = dirs[0].parent / "moved-away"
+    (dirs[0] / "b").rename(moved)
+    try:
+        node = index.resolve("b")
+        with pytest.raises(LayerError, match="b"):
+            index.load(node)
+        assert node.loader is index
+        assert not index.load_pending()  # logged and left for the request that needs it
+    finally:
+        moved.rename(dirs[0] / "b")
+    assert sorted(node.children) == [b"link1", b"link2"]
