@@ -355,11 +355,12 @@ class LayerOperations(pyfuse3.Operations):
     # -- files -----------------------------------------------------------------
 
     def _open_backing(self, node: Node) -> tuple[int, int]:
-        """A read-only descriptor of ``node``'s backing file, and its layer."""
-        layer, relpath = self.index.backing(node)
+        """A read-only descriptor of ``node``'s data, and the layer providing ``node``."""
+        position, relpath = self.index.data_backing(node)
+        layer = self.index.layers[position]
         layer.ensure_content(relpath)
         with backing_io(layer, relpath):
-            return open_for_reading(self._layer_fds[node.layer], relpath), node.layer
+            return open_for_reading(self._layer_fds[position], relpath), node.layer
 
     @_request
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:

@@ -29,7 +29,7 @@ import stat
 import threading
 import time
 from collections import deque
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from .backing import backing_io
 from .errors import LayerError
@@ -42,17 +42,29 @@ from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
 from .sidecar import Sidecar, sidecar_of
 from .whiteouts import (
     INODE_XATTRS,
+    METACOPY_XATTRS,
     OVERRIDE_STAT_XATTR,
+    REDIRECT_XATTRS,
     backing_xattr_name,
+    is_metacopy,
     kept_inode,
+    redirect_of,
     visible_xattr_name,
 )
 
-_INODE_XATTR_SET = frozenset(INODE_XATTRS)
+_UPPER_FILE_XATTRS = frozenset(INODE_XATTRS + METACOPY_XATTRS + REDIRECT_XATTRS)
+_METACOPY_XATTR_SET = frozenset(METACOPY_XATTRS)
 
 LAYER_XATTR = b"user.layerfs.layer"
 
 log = logging.getLogger(__name__)
+
+
+class DataElsewhere(NamedTuple):
+    """Where the data of a metadata-only copy is (the kernel's metacopy=on)."""
+    position: int
+    path: bytes
+    blocks: int
 
 
 class Node:
@@ -183,6 +195,9 @@ class PathIndex:
         self._link_numbers: dict[tuple[int, int, int], int] = {}
         """The number of each hard-linked inode of a layer met so far."""
         self._link_numbers_given: set[int] = set()
+        self.data_elsewhere: dict[int, DataElsewhere] = {}
+        """Upper files that are metadata-only copies (the kernel's metacopy=on),
+        by inode: the lower file holding their data."""
         self._unread: deque[Node] = deque()
         """Directories not read yet, in the order met (breadth-first)."""
         self._complete = False
@@ -218,6 +233,14 @@ class PathIndex:
                 continue
             node = self.lookup(node, part)
         return node
+
+    def data_backing(self, node: Node) -> tuple[int, bytes]:
+        """The layer position and path holding ``node``'s file data: its backing
+        entry's, or a lower file's for a metadata-only copy."""
+        elsewhere = self.data_elsewhere.get(node.ino)
+        if elsewhere is not None:
+            return elsewhere.position, elsewhere.path
+        return node.layer, self.relpath_in(node, node.layer)
 
     def backing(self, node: Node) -> tuple[Layer, bytes]:
         """The layer providing ``node`` and the path of its data inside that layer."""
@@ -429,6 +452,7 @@ class PathIndex:
         where = {position: path + b"/" if path else b"" for position, path, _ in scanned}
         children: dict[bytes, Node] = {}
         made: list[Node] = []
+        data: dict[int, DataElsewhere] = {}
         for name in sorted(merged):
             child = merged[name]
             child_path = relpath + b"/" + name if relpath else name
@@ -436,17 +460,24 @@ class PathIndex:
                 meta = self._metadata_layer(child.dir_layers, child_path)
                 inside = where[meta] + name
                 st = self._stat_entry(meta, inside, dirents[meta][name])
-                node = Node(self._number(meta, inside, child_path), name, directory, meta, st)
+                node = Node(self._number(meta, inside, child_path,
+                                         self._upper_xattrs(meta, inside)),
+                            name, directory, meta, st)
                 node._layers = child.dir_layers
                 node.loader = self
             else:
                 inside = where[child.layer] + name
                 st = self._stat_entry(child.layer, inside, dirents[child.layer][name])
+                own = self._upper_xattrs(child.layer, inside)
                 if st.st_nlink > 1:
-                    ino = self._link_number(child.layer, inside, child_path, st)
+                    ino = self._link_number(child.layer, inside, child_path, st, own)
                 else:
-                    ino = self._number(child.layer, inside, child_path)
+                    ino = self._number(child.layer, inside, child_path, own)
                 node = Node(ino, name, directory, child.layer, st)
+                if stat.S_ISREG(st.st_mode) and is_metacopy(own):
+                    data[ino] = self._data_of_metacopy(child.layer, inside, where, name,
+                                                       redirect_of(own))
+                    node.blocks = data[ino].blocks
             children[name] = node
             made.append(node)
         # Only now, all reads done, does the directory change: an error above
@@ -455,6 +486,7 @@ class PathIndex:
         directory._children = children
         directory.sorted_names = None
         directory.loader = None
+        self.data_elsewhere.update(data)
         for node in made:
             if node.ino in self.nodes and node._children is None:
                 self.links.setdefault(node.ino, [self.nodes[node.ino]]).append(node)
@@ -487,23 +519,25 @@ class PathIndex:
         while self.load_pending(budget=3600.0):
             pass
 
-    def _number(self, position: int, inside: bytes, path: bytes) -> int:
-        """The inode number of a new node at merged ``path`` (``inside`` its layer):
-        its path's, or for an entry of the upper dir the one it kept from before a rename."""
-        kept = self._kept_number(position, inside)
+    def _number(self, position: int, inside: bytes, path: bytes,
+                xattrs: dict[bytes, bytes]) -> int:
+        """The inode number of a new node at merged ``path`` (``inside`` its layer,
+        ``xattrs`` its overlay xattrs if in the upper): its path's, or for an entry
+        of the upper dir the one it kept from before a rename."""
+        kept = kept_inode(xattrs)
         if kept is not None:
             return self.inodes.claim(kept, path)
         return self.inodes.assign(path)
 
     def _link_number(self, position: int, inside: bytes, path: bytes,
-                     st: os.stat_result) -> int:
+                     st: os.stat_result, xattrs: dict[bytes, bytes]) -> int:
         """The number shared by the names of one hard-linked inode of a layer:
         derived from the layer and the backing inode, so it does not depend on
         which name is read first; or the one the upper dir kept for it."""
         key = (position, st.st_dev, st.st_ino)
         number = self._link_numbers.get(key)
         if number is None:
-            kept = self._kept_number(position, inside)
+            kept = kept_inode(xattrs)
             if kept is not None:
                 number = self.inodes.claim(kept, path)
             else:
@@ -512,10 +546,37 @@ class PathIndex:
             self._link_numbers_given.add(number)
         return number
 
-    def _kept_number(self, position: int, inside: bytes) -> int | None:
+    def _upper_xattrs(self, position: int, inside: bytes) -> dict[bytes, bytes]:
+        """The overlay xattrs of an entry of the upper dir that matter to the index
+        (kept inode number, metacopy, redirect); nothing for other layers."""
         if position != self.upper:
-            return None
-        return kept_inode(read_xattrs(self.layers[position].path_of(inside), _INODE_XATTR_SET))
+            return {}
+        return read_xattrs(self.layers[position].path_of(inside), _UPPER_FILE_XATTRS)
+
+    def _data_of_metacopy(self, position: int, inside: bytes, where: dict[int, bytes],
+                          name: bytes, redirect: bytes | None) -> "DataElsewhere":
+        """Where the data of a metadata-only copy is: the first real file below
+        it, at its redirect (absolute, or a name in the same dir) or at its name,
+        as the kernel looks it up."""
+        if redirect is not None and redirect.startswith(b"/"):
+            candidates = [(p, redirect.lstrip(b"/")) for p in self.root_layers if p < position]
+        else:
+            candidates = [(p, path + (redirect or name)) for p, path in where.items()
+                          if p < position]
+        for candidate, path in candidates:
+            full = self.layers[candidate].path_of(path)
+            try:
+                st = os.lstat(full)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise LayerError.from_os_error(self.layers[candidate], path, exc) from exc
+            if not stat.S_ISREG(st.st_mode):
+                break
+            if not read_xattrs(full, _METACOPY_XATTR_SET):
+                return DataElsewhere(candidate, path, st.st_blocks)
+        raise LayerError(f"{os.fsdecode(self.layers[position].path_of(inside))}: a metacopy "
+                         "file (metacopy=on) whose data is in no lower layer")
 
     def _child_relpath(self, directory: Node, position: int, name: bytes) -> bytes:
         parent = self._relpath_in(directory, position)
@@ -711,6 +772,7 @@ class PathIndex:
         layers below as before)."""
         assert self.upper is not None
         node.layer = self.upper
+        self.data_elsewhere.pop(node.ino, None)
         if node.children is not None and node.layers[0] != self.upper:
             node.layers = (self.upper,) + node.layers
         node.set_stat(st)
@@ -724,8 +786,11 @@ class PathIndex:
 
     def set_stat(self, node: Node, st: os.stat_result) -> None:
         """New attributes for ``node``'s inode, under every name it has."""
+        elsewhere = self.data_elsewhere.get(node.ino)
         for alias in self.aliases(node):
             alias.set_stat(st)
+            if elsewhere is not None:
+                alias.blocks = elsewhere.blocks  # the kernel shows the data's
 
 
 def _stat_of(node: Node) -> os.stat_result:

@@ -21,24 +21,33 @@ import subprocess
 from typing import Sequence
 
 import trio
+import trio.lowlevel
 
 log = logging.getLogger(__name__)
 
 AT_ONCE = 4
 """Layers walked at the same time."""
-
-
-def _low_priority() -> None:
-    os.nice(10)
+NICENESS = 10
 
 
 async def _walk(du: str, root: str, limiter: trio.CapacityLimiter) -> None:
     async with limiter:
         # -x: stay on the layer's filesystem; -s: print one line. Errors (an
         # unreadable dir) are the index's to report, not the read-ahead's.
-        await trio.run_process([du, "-sx", "--", root], check=False,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, preexec_fn=_low_priority)
+        process = await trio.lowlevel.open_process(
+            [du, "-sx", "--", root], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            try:
+                os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
+            except OSError:
+                pass  # already done
+            await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
 
 
 async def warm_layers(roots: Sequence[str]) -> None:

@@ -122,8 +122,12 @@ class Upper:
     # -- copy-up ---------------------------------------------------------------------
 
     def copy_up(self, node: Node, *, with_data: bool = True) -> None:
-        """Make the upper layer provide ``node`` (and its parents, first)."""
+        """Make the upper layer provide ``node`` (and its parents, first). A
+        metadata-only copy (the kernel's metacopy=on) gets its data now: any
+        change, even a rename, makes it a plain upper file."""
         if self.index.is_upper(node):
+            if node.ino in self.index.data_elsewhere:
+                self._copy_up_one(node, with_data=with_data)
             return
         chain = []
         current: Node | None = node
@@ -141,8 +145,10 @@ class Upper:
 
     def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
         assert node.parent is not None
-        layer, relpath = self.index.backing(node)
+        position, relpath = self.index.data_backing(node)
+        layer = self.index.layers[position]
         source = layer.path_of(relpath)
+        replacing = self.index.is_upper(node)  # a metadata-only copy, made whole
         target = node.path()
         attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
                            atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
@@ -160,7 +166,10 @@ class Upper:
                                         open_source=open_source, size=node.size,
                                         with_data=with_data)
             try:
-                self.disk.install(temp, target)
+                if replacing:
+                    self.disk.replace(temp, target)
+                else:
+                    self.disk.install(temp, target)
             except BaseException:
                 self.disk.discard(temp)
                 raise

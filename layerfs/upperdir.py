@@ -333,6 +333,10 @@ class UpperDir:
         else:
             os.rename(temp, dest)
 
+    def replace(self, temp: bytes, relpath: bytes) -> None:
+        """Move a built file over the upper file at ``relpath`` (one rename)."""
+        os.rename(temp, self.path(relpath))
+
     def whiteout(self, relpath: bytes) -> None:
         """Make ``relpath`` a whiteout, replacing what is there (a dir whole)."""
         dest = self.path(relpath)

@@ -25,6 +25,9 @@ OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque", b"user.fuseo
 WHITEOUT_XATTRS = (b"trusted.overlay.whiteout", b"user.overlay.whiteout")
 # A renamed dir's pointer to where the lower layers hold it (layerfs.redirects).
 REDIRECT_XATTRS = (b"trusted.overlay.redirect", b"user.overlay.redirect")
+# A kernel upper's file copied up with metacopy=on: metadata only, its data
+# still in the lower layer (at its redirect, or at the same path).
+METACOPY_XATTRS = (b"trusted.overlay.metacopy", b"user.overlay.metacopy")
 # layerfs's own: the inode number an upper entry keeps across renames and
 # remounts, where it differs from its path's (layerfs.inodes). In the overlay
 # namespace, so that the kernel hides it and never copies it.
@@ -115,6 +118,11 @@ def redirect_of(xattrs: dict[bytes, bytes]) -> bytes | None:
         if value:
             return value.rstrip(b"\0") or None
     return None
+
+
+def is_metacopy(xattrs: dict[bytes, bytes]) -> bool:
+    """Whether a file's xattr values mark it as a metadata-only copy."""
+    return any(name in xattrs for name in METACOPY_XATTRS)
 
 
 def kept_inode(xattrs: dict[bytes, bytes]) -> int | None:

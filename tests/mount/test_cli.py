@@ -46,16 +46,21 @@ def mountpoint(scratch: Path):
 
 
 def daemon_pids(mountpoint: Path) -> list[int]:
-    pids = []
+    """The layerfs processes serving ``mountpoint`` (not counting a child the
+    daemon is just starting, which shows its command line until it execs)."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                status = Path(f"/proc/{entry}/status").read_text()
             except OSError:
                 continue
             if b"layerfs" in cmdline and os.fsencode(mountpoint) in cmdline.split(b"\0"):
-                pids.append(int(entry))
-    return pids
+                ppid = next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("PPid:"))
+                parents[int(entry)] = int(ppid)
+    return [pid for pid, ppid in parents.items() if ppid not in parents]
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -288,6 +293,7 @@ def test_mount_as_an_unprivileged_user(image, scratch, unprivileged_user):
 def test_a_backing_file_that_vanishes_fails_that_request_only(image, mountpoint, scratch):
     victim = image / "1" / "opt" / "app"
     with layerfs_mounted(mountpoint, str(image), check_lowers=False) as process:
+        os.stat(mountpoint / "opt" / "app")  # the index knows it now
         victim.unlink()
         with pytest.raises(OSError) as raised:
             (mountpoint / "opt" / "app").read_bytes()
