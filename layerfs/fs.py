@@ -115,6 +115,8 @@ class LayerOperations(pyfuse3.Operations):
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
+        self._fetching = False
+        """Whether some layer fetches file data on first open (a lazy registry layer)."""
         if isinstance(index, DeferredIndex):
             self._deferred = index
             self.index: PathIndex = None  # type: ignore[assignment]  # set once ready
@@ -145,6 +147,7 @@ class LayerOperations(pyfuse3.Operations):
         """Hold each layer's root open: backing files are opened beneath it."""
         if self._deferred is not None:
             return  # once the index is ready
+        self._fetching = any(layer.fetches_content for layer in self.index.layers)
         for layer in self.index.layers:
             self._layer_fds.append(
                 os.open(layer.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -373,7 +376,7 @@ class LayerOperations(pyfuse3.Operations):
             if flags & os.O_TRUNC:
                 self._stale.add(node.ino)
             layer = node.layer
-        elif self.index.layers[node.layer].fetches_content:
+        elif self._fetching:
             # Its data may first have to come over the network: not on the event loop.
             fd, layer = await trio.to_thread.run_sync(self._open_backing, node)
         else:
