@@ -11,6 +11,7 @@ import os
 import sys
 
 from . import __version__
+from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
 from .images.inspect import layer_rows, render_json, render_table
@@ -18,8 +19,10 @@ from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .options import parse_options
+from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
-from .registry.cli import remote_options
+from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
+from .registry.source import is_remote, read_remote
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
@@ -79,21 +82,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "inspect", help="list an image's layers without mounting it",
         description="Show the image's layers bottom to top: DiffID, chainID, blob digest, "
                     "compressed and uncompressed size, entries, and the history line that "
-                    "created each.")
+                    "created each. A registry image (docker://REGISTRY/REPO:TAG) is read "
+                    "from its manifest and config alone: sizes and entries of layers not "
+                    "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
     _add_image_arguments(inspect)
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_remote_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
-                                description="List or prune the layer cache.")
+                                description="List or prune the layer cache: unpacked "
+                                            "layers, lazy skeletons of registry layers, "
+                                            "partial downloads.")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
     cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
-        "prune", help="remove layers no known image uses (with --all: every layer) "
-                      "unless a mount uses them")
+        "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
+                      "every one) and partial downloads, unless a mount or pull uses them")
     cache_prune.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     cache_prune.add_argument("--all", action="store_true", help="remove every unused layer")
     cache_prune.set_defaults(run=_cmd_cache_prune)
@@ -163,14 +171,18 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     if workdir and not upperdir:
         raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
     upper = None
+    index: PathIndex | DeferredIndex
     if upperdir:
         if options.upperdir and not options.workdir:
             raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-        index, upper = open_writable(image.layers, upperdir, workdir,
+        layers = image.layers if image.pending is None else image.pending.wait()
+        index, upper = open_writable(layers, upperdir, workdir,
                                      userxattr=True if options.userxattr else None,
                                      redirect_dir=options.redirect_dir,
                                      volatile=options.volatile,
                                      read_only=options.read_only)
+    elif image.pending is not None:  # live now, its files once the layers are there
+        index = DeferredIndex(image.pending)
     else:
         index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
@@ -179,23 +191,35 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    plan = read_image(args.image, args.format, image_ref=args.image_ref, platform=args.platform)
-    rows = layer_rows(plan, _cache(args))
+    if is_remote(args.image):  # the manifest and config; no layer is pulled
+        plan = read_remote(args.image, platform=args.platform, options=remote_options(args))
+        rows = layer_rows(plan, _cache(args), survey=False)
+    else:
+        plan = read_image(args.image, args.format, image_ref=args.image_ref,
+                          platform=args.platform)
+        rows = layer_rows(plan, _cache(args))
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 
 
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
-    print(render_layers(list_layers(LayerCache(args.cache_dir))))
+    cache = LayerCache(args.cache_dir)
+    print(render_layers(list_layers(cache)))
+    registry = render_registry(list_skeletons(cache), list_partials(cache))
+    if registry:
+        print("\n" + registry)
     return 0
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    report = prune(LayerCache(args.cache_dir), all_layers=args.all)
+    cache = LayerCache(args.cache_dir)
+    report = prune(cache, all_layers=args.all)
+    registry = prune_registry(cache, all_layers=args.all).summary()
     print(f"removed {len(report.removed)} layers ({report.freed} bytes of files)"
           + (f", kept {len(report.kept_in_use)} in use by mounts" if report.kept_in_use else "")
           + (f", cleared {report.stale_unpacks} interrupted unpacks" if report.stale_unpacks
-             else ""))
+             else "")
+          + (f"; {registry}" if registry else ""))
     return 0
 
 

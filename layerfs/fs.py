@@ -6,7 +6,10 @@ file data and xattrs are read from the backing layer. Write requests go to
 without). No merge or copy-up logic lives here: handlers resolve inodes and
 handles, call in, and tell the kernel what changed. Every handler runs
 inside :func:`_request`, which maps exceptions to errno in one place
-(unexpected ones to EIO with a logged traceback).
+(unexpected ones to EIO with a logged traceback). A mount whose layers are
+still arriving (:class:`~layerfs.deferred.DeferredIndex`) makes
+:func:`_request` wait for the index, in that one place, before any handler
+that needs it; statfs and the root's attributes are answered at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyfuse3
 import trio
 
 from .backing import backing_io, open_for_reading, read_if_cached
+from .deferred import DeferredIndex
 from .errors import LayerfsError, errno_for
 from .index import Node, PathIndex
 from .upper import Caller, Upper
@@ -55,6 +59,8 @@ def _request(handler: F) -> F:
         if self.debug:
             log.debug("%s%r", name, args[:-1] if args and _is_ctx(args[-1]) else args)
         try:
+            if self._deferred is not None and not self._answers_early(name, args):
+                await self.until_ready()
             return await handler(self, *args)
         except pyfuse3.FUSEError:
             raise
@@ -102,12 +108,20 @@ class LayerOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, index: PathIndex, *, debug: bool = False,
+    def __init__(self, index: PathIndex | DeferredIndex, *, debug: bool = False,
                  upper: Upper | None = None,
                  after_init: Callable[[], None] | None = None) -> None:
         super().__init__()
         self._after_init = after_init
-        self.index = index
+        self._deferred: DeferredIndex | None = None
+        """Until the layers are all present: the index to wait for."""
+        self._fetching = False
+        """Whether some layer fetches file data on first open (a lazy registry layer)."""
+        if isinstance(index, DeferredIndex):
+            self._deferred = index
+            self.index: PathIndex = None  # type: ignore[assignment]  # set once ready
+        else:
+            self.index = index
         self.debug = debug
         self.upper = upper
         self._layer_fds: list[int] = []
@@ -133,6 +147,9 @@ class LayerOperations(pyfuse3.Operations):
 
     def open_layers(self) -> None:
         """Hold each layer's root open: backing files are opened beneath it."""
+        if self._deferred is not None:
+            return  # once the index is ready
+        self._fetching = any(layer.fetches_content for layer in self.index.layers)
         for layer in self.index.layers:
             self._layer_fds.append(
                 os.open(layer.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -142,6 +159,35 @@ class LayerOperations(pyfuse3.Operations):
         for fd in self._layer_fds:
             os.close(fd)
         self._layer_fds.clear()
+
+    # -- a mount whose layers are still arriving ---------------------------------
+
+    def _answers_early(self, name: str, args: tuple) -> bool:
+        """Requests answered before the index is ready: they must not hang (mount(8),
+        df and the mountpoint's own stat ask them)."""
+        return name == "statfs" or name == "getattr" and args[0] == pyfuse3.ROOT_INODE
+
+    async def until_ready(self) -> None:
+        """Wait for a deferred index and take it over (nothing to wait for without one)."""
+        if self._deferred is None:
+            return
+        index = await self._deferred.ready()
+        if self._deferred is not None:  # the first request to wake up takes it over
+            self._deferred = None
+            self.index = index
+            self.open_layers()
+
+    @staticmethod
+    def _provisional_root() -> pyfuse3.EntryAttributes:
+        """The root's attributes until the index is ready, not to be cached."""
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = pyfuse3.ROOT_INODE
+        attr.st_mode = stat.S_IFDIR | 0o755
+        attr.st_nlink = 2
+        attr.st_blksize = 4096
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = time.time_ns()
+        attr.entry_timeout = attr.attr_timeout = 0
+        return attr
 
     # -- helpers ---------------------------------------------------------------
 
@@ -217,6 +263,8 @@ class LayerOperations(pyfuse3.Operations):
 
     @_request
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if self._deferred is not None:
+            return self._provisional_root()
         return self._attributes(self._fresh(self._node(inode), always=True))
 
     @_request
@@ -243,7 +291,8 @@ class LayerOperations(pyfuse3.Operations):
 
     @_request
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        st = os.statvfs(self.index.layers[-1].root)
+        st = os.statvfs(self._deferred.statfs_path if self._deferred is not None
+                        else self.index.layers[-1].root)
         data = pyfuse3.StatvfsData()
         for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
                       "f_files", "f_ffree", "f_favail"):
@@ -334,6 +383,9 @@ class LayerOperations(pyfuse3.Operations):
             if flags & os.O_TRUNC:
                 self._stale.add(node.ino)
             layer = node.layer
+        elif self._fetching:
+            # Its data may first have to come over the network: not on the event loop.
+            fd, layer = await trio.to_thread.run_sync(self._open_backing, node)
         else:
             # The index already stat'ed this file at mount: opening it is a
             # short, cached path walk, cheaper inline than a thread hop.

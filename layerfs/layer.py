@@ -55,6 +55,11 @@ class Layer:
         bytes to spare after it (see :func:`~layerfs.longpath.reach`)."""
         return reach(self.root_bytes, relpath, room=room)
 
+    @property
+    def fetches_content(self) -> bool:
+        """Whether opening a file may first have to fetch its data (see :data:`CONTENT_KEY`)."""
+        return CONTENT_KEY in self.extra
+
     def ensure_content(self, relpath: bytes) -> None:
         """Make the data of regular file ``relpath`` present before it is read: a no-op
         but for lazily fetched layers (see :data:`CONTENT_KEY`). May block."""

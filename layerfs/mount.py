@@ -22,6 +22,7 @@ from contextlib import ExitStack
 import pyfuse3
 import trio
 
+from .deferred import DeferredIndex
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
@@ -141,12 +142,23 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve(ops: LayerOperations) -> None:
+async def _serve(ops: LayerOperations, deferred: DeferredIndex | None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
-        nursery.start_soon(_read_index, ops)
+        nursery.start_soon(_complete_index, ops, deferred)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def _complete_index(ops: LayerOperations, deferred: DeferredIndex | None) -> None:
+    """Once the layers are all there (a deferred index: fetched first), read the rest
+    of the index in the background."""
+    if deferred is not None:
+        await deferred.run()
+        if deferred.index is None:
+            return  # failed: requests get EIO
+        await ops.until_ready()
+    await _read_index(ops)
 
 
 QUIET_SPELL = 0.05
@@ -182,12 +194,14 @@ async def _terminate_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
-def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozenset(),
-          foreground: bool = False, debug: bool = False, log_file: str | None = None,
+def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
+          extra_options: set[str] = frozenset(), foreground: bool = False,
+          debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
           subtype: str = "layerfs") -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
-    writable through ``upper`` if given."""
+    writable through ``upper`` if given. A deferred index is completed in the
+    background while the mount is live."""
     check_mountpoint(mountpoint)
     check_fuse_available()
     resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
@@ -209,8 +223,13 @@ def serve(index: PathIndex, mountpoint: str, *, extra_options: set[str] = frozen
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
-        log.info("serving %d layers at %s", len(index.layers), mountpoint)
-        trio.run(_serve, ops)
+        deferred = index if isinstance(index, DeferredIndex) else None
+        if deferred is None:
+            log.info("serving %d layers at %s", len(index.layers), mountpoint)
+        else:
+            log.info("serving %s; its files once %s are present", mountpoint,
+                     deferred.pending.description)
+        trio.run(_serve, ops, deferred)
         # pyfuse3.main returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)

@@ -10,8 +10,12 @@ module and the table in :mod:`layerfs.images.detect`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..layer import Layer
+
+if TYPE_CHECKING:
+    from ..deferred import PendingLayers
 
 
 @dataclass
@@ -22,6 +26,10 @@ class Image:
     name: str = ""
     form: str = ""
     config: dict = field(default_factory=dict)
+
+    pending: "PendingLayers | None" = None
+    """Layers still arriving (a lazy registry mount's gzip layers): ``layers`` names
+    every layer, but only ``pending.wait()`` returns them all present."""
 
 
 from .detect import FORMS, open_image, read_image  # noqa: E402

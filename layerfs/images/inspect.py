@@ -16,7 +16,10 @@ from .plan import ImagePlan
 COLUMNS = ("#", "DIFFID", "CHAINID", "BLOB", "COMPRESSED", "SIZE", "ENTRIES", "CREATED BY")
 
 
-def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
+def layer_rows(plan: ImagePlan, cache: LayerCache | None, *, survey: bool = True
+               ) -> list[dict]:
+    """One row per layer; ``survey=False``: tar layers not in the cache are not read
+    (a registry's: what the manifest says is all there is)."""
     rows = []
     chains = plan.chain_ids()
     for position, (source, chain) in enumerate(zip(plan.layers, chains, strict=True)):
@@ -29,7 +32,8 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None) -> list[dict]:
         if cached is not None:
             info = cached.info()
         elif source.blob is not None:
-            info = survey_blob(source.blob, cache.limits if cache is not None else None)
+            info = survey_blob(source.blob, cache.limits if cache is not None else None) \
+                if survey else {}
         else:
             info = survey_dir(source.directory or "")
             info.setdefault("diff_size", info.get("file_bytes"))

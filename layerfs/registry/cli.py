@@ -38,7 +38,8 @@ def register(commands: "argparse._SubParsersAction") -> None:
         group.add_argument("--lazy", action="store_true",
                            help="mount once the tables of contents are fetched and fetch "
                                 "file data on first open (zstd:chunked, eStargz and "
-                                "uncompressed layers; other layers are pulled whole first)")
+                                "uncompressed layers; other layers are pulled whole in the background, "
+                                "and reads wait for them)")
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> "argparse._ArgumentGroup":

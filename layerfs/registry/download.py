@@ -204,6 +204,28 @@ class BlobDownload:
             self._response = None
 
 
+def remove_partial(path: Path) -> bool:
+    """Remove a partial download unless a pull is writing it; whether it was removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                return False  # finished and moved meanwhile; a new one took its place
+        except FileNotFoundError:
+            return False
+        path.unlink()  # a pull that opens it after this makes a fresh one (_open_locked)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _open_locked(path: Path) -> int:
     """Open and exclusively lock ``path``, making sure the locked file is still at ``path``
     (another process may have finished and moved it while we waited)."""

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
+import weakref
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -158,6 +159,9 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self.cancel = cancel or threading.Event()
         self._local = threading.local()
+        self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
+        """Every connection made, so that :meth:`abort` can cut the ones in use."""
+        self._connections_lock = threading.Lock()
         self._plain_hosts: set[str] = set()
         self._tls = ssl.create_default_context()
         if insecure:
@@ -208,6 +212,20 @@ class HttpClient:
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
             raise Cancelled("cancelled")
+
+    def abort(self) -> None:
+        """Cancel, and cut every open connection, so that threads blocked reading a
+        stalled response stop now rather than at the timeout (any thread may call it)."""
+        self.cancel.set()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _follow(self, method: str, url: str, headers: dict[str, str],
                 body: bytes | None) -> Response:
@@ -284,8 +302,13 @@ class HttpClient:
         pool[key] = conn
 
     def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls)
-        if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=self.timeout)
-        raise TransientError(f"{scheme}://{netloc}: unsupported URL scheme")
+            conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls)
+        elif scheme == "http":
+            conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
+        else:
+            raise TransientError(f"{scheme}://{netloc}: unsupported URL scheme")
+        with self._connections_lock:
+            self._connections.add(conn)
+        return conn

@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..images import Image
 from ..images.plan import ImagePlan, LayerSource, cached_layer, layer_label
@@ -63,15 +64,13 @@ def downloads_dir(cache: LayerCache) -> Path:
     return cache.directory / "downloads"
 
 
-def remote_plan(image: RemoteImage, client: RegistryClient, cache: LayerCache) -> ImagePlan:
-    """The image as a plan of tar layers read straight from the registry (for inspect)."""
-    sources = []
-    for layer in image.layers:
-        download = BlobDownload(client, layer.digest, layer.size, downloads_dir(cache),
-                                what=layer_what(image, layer))
-        sources.append(layer_source(image, layer, download.open))
-    return ImagePlan(layers=sources, name=image.name, form="registry", config=image.config,
-                     source=SOURCE_SCHEME + image.name)
+def remote_plan(image: RemoteImage) -> ImagePlan:
+    """The image as its manifest and config describe it, no layer fetched (for inspect:
+    a layer's blob is not meant to be read)."""
+    return ImagePlan(layers=[layer_source(image, layer) for layer in image.layers],
+                     name=f"{image.name}@{image.manifest.digest}"
+                     if "@" not in image.name else image.name,
+                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name)
 
 
 def layer_what(image: RemoteImage, layer: RemoteLayer) -> str:
@@ -140,12 +139,14 @@ class LayerFetcher:
         self.rows = [progress.row(layer_label(layer.position, layer.diff_id), layer.size)
                      for layer in image.layers]
 
-    def run(self, jobs: int, cancel: threading.Event) -> list[Layer]:
+    def run(self, jobs: int, cancel: threading.Event,
+            layers: Sequence[RemoteLayer] | None = None) -> list[Layer]:
+        """Fetch ``layers`` (default: all), in parallel; the mountable layers, bottom first."""
         results: list[Layer | None] = [None] * len(self.image.layers)
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="layerfs-pull")
         futures: dict[Future, int] = {}
         try:
-            for layer in self.image.layers:
+            for layer in self.image.layers if layers is None else layers:
                 futures[pool.submit(self.fetch, layer)] = layer.position
             wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:

@@ -7,6 +7,8 @@ Layout of the cache directory (default ``$XDG_CACHE_HOME/layerfs``)::
     tmp/<name>/, tmp/<name>.lock     unpacks in progress (locked while alive)
     locks/<chainID hex>.lock         held while a layer is being unpacked
     images/<key>.json                which images use which layers (cache ls/prune)
+    lazy/, downloads/                the registry's lazy skeletons and partial
+                                     downloads (see layerfs/registry/inventory.py)
 
 A layer is unpacked into ``tmp/`` and renamed into ``layers/`` only once its
 digests are verified, so ``layers/`` never holds a partial layer. A present
@@ -249,14 +251,18 @@ class LayerCache:
             self.release(cached)
             self.remove_layer(cached)
 
-    def record_image(self, source: str, name: str, chain_ids: list[str]) -> None:
-        """Note which layers an image uses, for ``cache ls`` and ``cache prune``."""
+    def record_image(self, source: str, name: str, chain_ids: list[str],
+                     lazy_blobs: list[str] | None = None) -> None:
+        """Note which layers an image uses, for ``cache ls`` and ``cache prune``
+        (``lazy_blobs``: the blobs of its layers mounted from lazy skeletons)."""
         if not source:
             return
         self._make_dirs()
         key = hashlib.sha256(f"{source}\0{name}".encode("utf-8", "surrogateescape")).hexdigest()
         record = {"source": source, "name": name, "chain_ids": chain_ids,
                   "used_at": int(time.time())}
+        if lazy_blobs:
+            record["lazy_blobs"] = lazy_blobs
         tmp = self.images_dir / f".{key}.{os.getpid()}"
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.images_dir / f"{key}.json")

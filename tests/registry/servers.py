@@ -5,7 +5,7 @@
 - :class:`TokenServer`: a bearer-token issuer for the registry's ``auth.token``
   (RS256 JWTs with an ``x5c`` header, signed by ``openssl``);
 - :class:`FaultProxy`: a forwarding HTTP proxy that can answer chosen requests
-  with an error once, throttle bodies, and logs every request with its Range.
+  with an error once, throttle or hold bodies, and logs every request with its Range.
 
 Every loop here is bounded in count and time; only 127.0.0.1 is used.
 """
@@ -31,6 +31,7 @@ from typing import Callable
 
 REGISTRY_BINARY = shutil.which("docker-registry") or shutil.which("registry")
 START_TIMEOUT = 20.0
+HOLD_LIMIT = 120.0
 
 
 def free_port() -> int:
@@ -268,6 +269,10 @@ class FaultProxy:
     log: list[LoggedRequest] = field(default_factory=list)
     max_concurrent_blobs: int = 0
     on_blob_bytes: Callable[[int], None] | None = None
+    held: list[str] = field(default_factory=list)
+    """Path parts of blob requests held (logged, not yet forwarded) until ``release``
+    is set, at most ``HOLD_LIMIT`` seconds: a download asked for, not yet answered."""
+    release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -332,6 +337,8 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(body)
                     return
+                if "/blobs/" in self.path and any(part in self.path for part in proxy.held):
+                    proxy.release.wait(timeout=HOLD_LIMIT)
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port,
                                                       timeout=30)
                 try:

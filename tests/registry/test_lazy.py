@@ -291,3 +291,40 @@ def test_lazy_skeleton_as_an_unprivileged_unpack_would_write_it(lazy_registry, e
             detail, size = None, 0
         seen[name] = (kind, stat.S_IMODE(node.mode), node.uid, node.gid, size, detail)
     assert seen == expected
+
+
+def test_a_file_being_fetched_does_not_stall_the_mount(lazy_registry, workdir):
+    """A first open waits for its data, in a worker thread: meanwhile other requests of
+    the mount (a listing, df, a file already fetched) are answered."""
+    import concurrent.futures
+
+    from .test_background import layer_digests
+    top = layer_digests(lazy_registry.host, "test/chunked:v1")[-1]  # app/config.ini
+    with FaultProxy(lazy_registry.port) as proxy:
+        with mounted(f"docker://{proxy.host}/test/chunked:v1", workdir / "mnt", "--lazy",
+                     "--insecure", "--cache-dir", str(workdir / "cache")) as mnt:
+            assert (mnt / "etc" / "os-release").read_text() == "NAME=layerfs-test\nVERSION=2\n"
+            proxy.held.append(top)  # from now on, the top layer's ranges are held
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                held = pool.submit((mnt / "app" / "config.ini").read_text)
+                assert proxy_saw(proxy, top)
+                others = pool.submit(lambda: (sorted(os.listdir(mnt / "usr" / "share" / "doc")),
+                                              os.statvfs(mnt).f_bsize,
+                                              (mnt / "etc" / "os-release").read_text()))
+                try:
+                    listing, bsize, release = others.result(timeout=60)
+                    assert not held.done()
+                finally:
+                    proxy.release.set()
+                assert listing == ["only.txt"] and bsize > 0 and "VERSION=2" in release
+                assert held.result(timeout=60) == "[app]\nkey = value\n"
+
+
+def proxy_saw(proxy: FaultProxy, digest: str) -> bool:
+    import time
+    deadline = time.monotonic() + 60
+    while not [r for r in proxy.blob_requests(digest) if r.range and r.status == 0]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

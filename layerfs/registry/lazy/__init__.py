@@ -14,8 +14,10 @@ range requests on first open:
   ``<cache>/lazy/``;
 - :mod:`.content`: fetching a file's data on first open (the
   :data:`layerfs.layer.CONTENT_KEY` hook of the FUSE ops);
-- :mod:`.open`: which layers can be lazy, and the image as mountable layers.
+- :mod:`.open`: which layers can be lazy, and the image as mountable layers;
+- :mod:`.background`: the layers pulled whole behind the live mount.
 
-Other layers (plain gzip, plain zstd) cannot be read in parts: they are pulled
-whole, in parallel with the tables of contents, before the mount.
+Other layers (plain gzip, plain zstd) cannot be read in parts: :mod:`.background`
+pulls them whole once the mount is live; until they are present the mount's
+tree is not known, and requests wait for it (:mod:`layerfs.deferred`).
 """

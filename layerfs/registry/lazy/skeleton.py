@@ -15,7 +15,9 @@ Layout, beside the layer cache's ``layers/``::
 
 A skeleton depends on the blob alone, so it is keyed by the blob digest and
 shared by every image and mount using that blob. It is built in ``tmp/`` and
-renamed into place, like an unpacked layer.
+renamed into place, like an unpacked layer. A process using a skeleton holds a
+shared lock on its ``meta.json`` until it exits (a mount daemon: for the mount's
+life), so ``layerfs cache prune`` (:meth:`LazyStore.remove`) leaves it alone.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ...errors import ImageError
 from ...sidecar import SIDECAR_NAME
 from ...unpack import LayerCache
 from ...unpack.cache import remove_tree
@@ -48,6 +51,8 @@ PLAN_VERSION = 1
 class LazyLayer:
     blob_digest: str
     directory: Path
+    held: FileLock | None = field(default=None, compare=False, repr=False)
+    """The shared lock this process holds on the skeleton (see :meth:`LazyStore.ensure`)."""
 
     @property
     def root(self) -> Path:
@@ -87,22 +92,61 @@ class LazyStore:
     def ensure(self, blob_digest: str, label: str, read: Callable[[], Toc | None]
                ) -> LazyLayer | None:
         """The skeleton of the blob, built from ``read()`` if missing (None if the
-        layer turned out not to be lazily mountable)."""
-        found = self.find(blob_digest)
+        layer turned out not to be lazily mountable); held until this process exits."""
+        found = self._hold_existing(blob_digest)
         if found is not None:
             return found
         self.directory.mkdir(parents=True, exist_ok=True)
         self.cache.locks_dir.mkdir(parents=True, exist_ok=True)
         target = self.layer(blob_digest)
-        with FileLock(self.cache.locks_dir / f"lazy-{target.directory.name}.lock"):
-            found = self.find(blob_digest)
+        with FileLock(self._build_lock(target)):
+            found = self._hold_existing(blob_digest)
             if found is not None:
                 return found
             toc = read()
             if toc is None:
                 return None
             self._build(target, toc, label)
-        return self.find(blob_digest)
+            found = self._hold_existing(blob_digest)
+        if found is None:
+            raise ImageError(f"layer {label}: its lazy skeleton vanished while being used")
+        return found
+
+    def remove(self, lazy: LazyLayer) -> bool:
+        """Remove a skeleton unless a process holds it; whether it was removed."""
+        lock = FileLock(lazy.sidecar_path)
+        try:
+            if not lock.acquire(wait=False):
+                return False
+        except FileNotFoundError:  # removed meanwhile
+            return False
+        try:
+            self.cache.tmp_dir.mkdir(parents=True, exist_ok=True)
+            doomed = self.cache.tmp_dir / f"removing.{lazy.directory.name}.{uuid.uuid4().hex[:8]}"
+            os.rename(lazy.directory, doomed)
+        finally:
+            lock.release()
+        remove_tree(doomed)
+        return True
+
+    def _build_lock(self, target: LazyLayer) -> Path:
+        return self.cache.locks_dir / f"lazy-{target.directory.name}.lock"
+
+    def _hold_existing(self, blob_digest: str) -> LazyLayer | None:
+        found = self.find(blob_digest)
+        if found is None:
+            return None
+        lock = FileLock(found.sidecar_path)
+        try:
+            lock.acquire(shared=True)
+            still_there = os.fstat(lock.fd).st_ino == os.stat(found.sidecar_path).st_ino
+        except FileNotFoundError:
+            still_there = False
+        if not still_there:  # pruned in between
+            lock.release()
+            return None
+        found.held = lock
+        return found
 
     def _build(self, target: LazyLayer, toc: Toc, label: str) -> None:
         cache = self.cache

@@ -1,0 +1,52 @@
+"""``layerfs inspect docker://...``: the layers from the registry's manifest and config,
+without fetching a layer; what the layer cache already holds fills in entries and sizes."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import run
+from .servers import FaultProxy
+from .test_lazy import run_skopeo_inspect
+
+
+def test_inspect_reads_manifest_and_config_only(registry, workdir):
+    manifest = json.loads(run_skopeo_inspect(registry.host, "test/multi:v1"))
+    config = json.loads(run("inspect", "--json", "--insecure", "--cache-dir",
+                            str(workdir / "unused"), f"docker://{registry.host}/test/multi:v1"
+                            ).stdout)
+    layers = config["layers"]
+    assert [layer["blob_digest"] for layer in layers] == \
+        [layer["digest"] for layer in manifest["layers"]]
+    assert [layer["compressed_size"] for layer in layers] == \
+        [layer["size"] for layer in manifest["layers"]]
+    assert all(layer["diff_id"].startswith("sha256:") and layer["chain_id"] for layer in layers)
+    assert layers[0]["chain_id"] == layers[0]["diff_id"]
+    assert [layer["entries"] for layer in layers] == [None, None, None]  # not read
+    assert config["form"] == "registry" and config["source"].startswith("docker://")
+
+    with FaultProxy(registry.port) as proxy:
+        table = run("inspect", "--insecure", "--cache-dir", str(workdir / "unused"),
+                    f"docker://{proxy.host}/test/multi:v1")
+        assert table.returncode == 0, table.stderr
+        blobs = [r for r in proxy.log if "/blobs/" in r.path]
+        assert [r.path.rsplit("/", 1)[1] for r in blobs] == [manifest["config"]["digest"]]
+    lines = table.stdout.splitlines()
+    assert "(registry, 3 layers, bottom first)" in lines[0] and "@sha256:" in lines[0]
+    assert len(lines) == 5 and lines[1].split()[:2] == ["#", "DIFFID"]
+    assert not (workdir / "unused" / "layers").exists()
+
+
+def test_inspect_after_a_pull_knows_entries(registry, workdir):
+    cache = str(workdir / "cache")
+    ref = f"{registry.host}/test/multi:v1"
+    assert run("pull", "--insecure", "--quiet", "--cache-dir", cache, ref).returncode == 0
+    layers = json.loads(run("inspect", "--json", "--insecure", "--cache-dir", cache,
+                            f"docker://{ref}").stdout)["layers"]
+    assert all(layer["entries"] and layer["size"] for layer in layers)
+
+
+def test_inspect_of_a_missing_tag_is_one_clear_line(registry, workdir):
+    result = run("inspect", "--insecure", f"docker://{registry.host}/test/multi:nope")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "multi:nope" in result.stderr
