@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import BENCH_DIR, DEFAULT_WORKDIR, FULL, QUICK, _size
 from contenders import MountSpec, _force_unmount
 from phases import READ_ALL, dd_command, find_command
 from synth import ImageParams, SyntheticImage
+
+from bench import BENCH_DIR, DEFAULT_WORKDIR, FULL, QUICK, _size
 
 WORKLOADS = ("mount", "walk", "read", "bigfile")
 

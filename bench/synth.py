@@ -210,7 +210,7 @@ class _Generator:
             else:
                 name = self._word()
                 if not is_dir:
-                    exts, weights = zip(*EXTENSIONS)
+                    exts, weights = zip(*EXTENSIONS, strict=True)
                     name += rng.choices(exts, weights)[0]
             if name not in taken and _join(parent.path, name) not in self.whited_out:
                 return name
@@ -401,7 +401,6 @@ class _Generator:
         for node, name in picked[:n_whiteouts]:
             node.files.discard(name)
             self._whiteout(layer, _join(node.path, name))
-        links: list[str] = []
         for node, name in picked[n_whiteouts:]:
             path = layer / _join(node.path, name)
             path.parent.mkdir(parents=True, exist_ok=True)
