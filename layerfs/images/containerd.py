@@ -30,14 +30,12 @@ from pathlib import Path
 from ..errors import ImageError
 from ..unpack.digests import chain_ids
 from .bbolt import BoltFile, Bucket, read_consistent, uvarint
-from .config import diff_ids_of, layer_history
+from .config import layer_history
 from .files import ImageFiles, open_files
-from .oci import _read_blob_json, _resolve_manifest
+from .manifests import layer_diff_ids, manifest_parts, read_blob_json, resolve_manifest
 from .plan import ImagePlan, LayerSource, layer_label
 from .platform import host_platform
 from .reference import Candidate, select
-from .shapes import descriptor as checked_descriptor
-from .shapes import need_list, need_object
 
 METADATA_DB = "io.containerd.metadata.v1.bolt/meta.db"
 CONTENT_DIR = "io.containerd.content.v1.content"
@@ -131,7 +129,7 @@ def _candidates(records: list[_Record], content: ImageFiles,
 def _config_digest(content: ImageFiles, target: dict, platform: str) -> str:
     """The config digest of an image, to match short image IDs; "" when it cannot be read."""
     try:
-        manifest, _digest = _resolve_manifest(content, target, platform)
+        manifest, _digest = resolve_manifest(content, target, platform)
         config = manifest.get("config")
         return str(config.get("digest", "")) if isinstance(config, dict) else ""
     except ImageError:
@@ -157,18 +155,11 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
     content = open_files(root / CONTENT_DIR)
     where = files.where + (f" (containerd namespace {namespace})" if namespace else "")
     chosen = select(_candidates(records, content, wanted_platform), ref, where).item
-    manifest, manifest_digest = _resolve_manifest(content, chosen.target, wanted_platform)
-    manifest_where = f"{content.where}: manifest {manifest_digest}"
-    config_descriptor = checked_descriptor(
-        need_object(manifest.get("config"), manifest_where, "'config'"), manifest_where)
-    descriptors = need_list(manifest.get("layers"), manifest_where, "'layers'")
-    for position, layer in enumerate(descriptors):
-        checked_descriptor(layer, f"{manifest_where}: layer {position + 1}")
-    config = _read_blob_json(content, config_descriptor["digest"], "config")
-    diff_ids = diff_ids_of(config, content.where)
-    if len(diff_ids) != len(descriptors):
-        raise ImageError(f"{manifest_where}: lists {len(descriptors)} layers, its config "
-                         f"{len(diff_ids)} DiffIDs")
+    manifest, manifest_digest = resolve_manifest(content, chosen.target, wanted_platform)
+    config_descriptor, descriptors = manifest_parts(
+        manifest, f"{content.where}: manifest {manifest_digest}")
+    config = read_blob_json(content, config_descriptor["digest"], "config")
+    diff_ids = layer_diff_ids(config, descriptors, content.where)
     chains = chain_ids(diff_ids)
     backend_keys = read_consistent(
         meta_db, lambda db: _backend_keys(db, chosen.namespace, chains),
