@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -34,10 +33,9 @@ from .extract import unpack_tar
 from .limits import UnpackLimits
 from .locks import FileLock
 from .progress import Progress
+from .staging import ROOT_NAME, hold, publish, remove_entry, staged_entry
 from .stream import LayerStream
 from .trees import remove_tree
-
-ROOT_NAME = "root"
 
 
 def default_cache_dir() -> Path:
@@ -126,16 +124,8 @@ class LayerCache:
     def _unpack(self, blob: LayerBlob, parent: str | None, progress: Progress | None,
                 *, chain_locked: bool) -> CachedLayer:
         self.remove_stale_tmp()
-        name = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
-        work = self.tmp_dir / name
-        tmp_lock = FileLock(self.tmp_dir / f"{name}.lock")
-        tmp_lock.acquire()
-        try:
-            work.mkdir()
-            root = work / ROOT_NAME
-            root.mkdir(mode=0o755)
-            os.chmod(root, 0o755)
-            info = self._unpack_into(blob, root, progress)
+        with staged_entry(self.tmp_dir) as work:
+            info = self._unpack_into(blob, work / ROOT_NAME, progress)
             chain = parent_chain(parent, info["diff_id"])
             info["chain_id"] = chain
             writer_sidecar = info.pop("_sidecar")
@@ -145,14 +135,6 @@ class LayerCache:
                 return self._publish(work, chain)
             with FileLock(self.locks_dir / f"{hex_of(chain)}.lock"):
                 return self._publish(work, chain)
-        finally:
-            if work.exists():
-                remove_tree(work)
-            tmp_lock.release()
-            try:
-                os.unlink(tmp_lock.path)
-            except FileNotFoundError:
-                pass
 
     def _unpack_into(self, blob: LayerBlob, root: Path, progress: Progress | None) -> dict:
         if progress is not None:
@@ -197,9 +179,7 @@ class LayerCache:
         if target.sidecar_path.is_file():
             remove_tree(work)
         else:
-            if target.directory.exists():
-                remove_tree(target.directory)  # an incomplete leftover: never trusted
-            os.rename(work, target.directory)
+            publish(work, target.directory)
         held = self._hold_existing(chain)
         if held is None:
             raise ImageError(f"layer {chain}: vanished from the cache while being used")
@@ -209,14 +189,8 @@ class LayerCache:
         cached = self.find(chain)
         if cached is None:
             return None
-        lock = FileLock(cached.sidecar_path)
-        try:
-            lock.acquire(shared=True)
-            still_there = os.fstat(lock.fd).st_ino == os.stat(cached.sidecar_path).st_ino
-        except FileNotFoundError:
-            still_there = False
-        if not still_there:  # pruned or discarded in between
-            lock.release()
+        lock = hold(cached.sidecar_path)
+        if lock is None:  # pruned or discarded in between
             return None
         self._held.append(lock)
         return cached
@@ -230,20 +204,7 @@ class LayerCache:
 
     def remove_layer(self, cached: CachedLayer) -> bool:
         """Remove a layer unless someone (a mount, an unpack) holds it; whether it was removed."""
-        lock = FileLock(cached.sidecar_path)
-        try:
-            if not lock.acquire(wait=False):
-                return False
-        except FileNotFoundError:
-            return False
-        try:
-            self._make_dirs()
-            doomed = self.tmp_dir / f"removing.{cached.directory.name}.{uuid.uuid4().hex[:8]}"
-            os.rename(cached.directory, doomed)
-        finally:
-            lock.release()
-        remove_tree(doomed)
-        return True
+        return remove_entry(cached.directory, cached.sidecar_path, self.tmp_dir)
 
     def discard(self, created: list[CachedLayer]) -> None:
         """Undo the layers an image open added before it failed (nothing left behind)."""

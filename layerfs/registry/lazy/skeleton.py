@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,15 +32,14 @@ from typing import Callable
 from ...errors import ImageError
 from ...sidecar import SIDECAR_NAME
 from ...unpack import LayerCache
-from ...unpack.cache import remove_tree
 from ...unpack.digests import parse_digest
 from ...unpack.extract import LayerWriter
 from ...unpack.locks import FileLock
 from ...unpack.names import entry_path
+from ...unpack.staging import ROOT_NAME, hold, publish, remove_entry, staged_entry
 from .toc import FileData, Toc
 
 LAZY_DIR = "lazy"
-ROOT_NAME = "root"
 PLAN_NAME = "content.json"
 FETCHED_NAME = "fetched.log"
 PLAN_VERSION = 1
@@ -114,20 +112,7 @@ class LazyStore:
 
     def remove(self, lazy: LazyLayer) -> bool:
         """Remove a skeleton unless a process holds it; whether it was removed."""
-        lock = FileLock(lazy.sidecar_path)
-        try:
-            if not lock.acquire(wait=False):
-                return False
-        except FileNotFoundError:  # removed meanwhile
-            return False
-        try:
-            self.cache.tmp_dir.mkdir(parents=True, exist_ok=True)
-            doomed = self.cache.tmp_dir / f"removing.{lazy.directory.name}.{uuid.uuid4().hex[:8]}"
-            os.rename(lazy.directory, doomed)
-        finally:
-            lock.release()
-        remove_tree(doomed)
-        return True
+        return remove_entry(lazy.directory, lazy.sidecar_path, self.cache.tmp_dir)
 
     def _build_lock(self, target: LazyLayer) -> Path:
         return self.cache.locks_dir / f"lazy-{target.directory.name}.lock"
@@ -136,32 +121,16 @@ class LazyStore:
         found = self.find(blob_digest)
         if found is None:
             return None
-        lock = FileLock(found.sidecar_path)
-        try:
-            lock.acquire(shared=True)
-            still_there = os.fstat(lock.fd).st_ino == os.stat(found.sidecar_path).st_ino
-        except FileNotFoundError:
-            still_there = False
-        if not still_there:  # pruned in between
-            lock.release()
+        found.held = hold(found.sidecar_path)
+        if found.held is None:  # pruned in between
             return None
-        found.held = lock
         return found
 
     def _build(self, target: LazyLayer, toc: Toc, label: str) -> None:
         cache = self.cache
-        cache.tmp_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
-        work = cache.tmp_dir / name
-        tmp_lock = FileLock(cache.tmp_dir / f"{name}.lock")
-        tmp_lock.acquire()
-        try:
-            work.mkdir()
-            root = work / ROOT_NAME
-            root.mkdir(mode=0o755)
-            os.chmod(root, 0o755)
-            writer = LayerWriter(os.fsencode(root), label, privileged=cache.privileged,
-                                 sparse=True)
+        with staged_entry(cache.tmp_dir) as work:
+            writer = LayerWriter(os.fsencode(work / ROOT_NAME), label,
+                                 privileged=cache.privileged, sparse=True)
             plan: dict[bytes, FileData] = {}
             for member, data in toc.entries:
                 writer.add(member, None)  # type: ignore[arg-type]  # sparse: reads no data
@@ -184,14 +153,4 @@ class LazyStore:
                         "files": {os.fsdecode(p): d.to_json() for p, d in plan.items()}}
             (work / PLAN_NAME).write_text(json.dumps(document, separators=(",", ":")))
             (work / FETCHED_NAME).touch()
-            if target.directory.exists():
-                remove_tree(target.directory)  # an incomplete leftover: never trusted
-            os.rename(work, target.directory)
-        finally:
-            if work.exists():
-                remove_tree(work)
-            tmp_lock.release()
-            try:
-                os.unlink(tmp_lock.path)
-            except FileNotFoundError:
-                pass
+            publish(work, target.directory)
