@@ -36,12 +36,12 @@ def force_unmount(path: str | os.PathLike[str]) -> None:
     subprocess.run(command + [os.fspath(path)], capture_output=True)
 
 
-def stop_daemon(process: subprocess.Popen) -> None:
-    """SIGTERM a daemon and wait for it; SIGKILL if it does not go."""
+def stop_daemon(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM a daemon and wait for it; SIGKILL if it is not gone after ``timeout`` s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)

@@ -18,17 +18,16 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from layerfs.images import read_image
+from tests.support.daemons import throwaway_daemon
 
 from .builtimages import have, run, umoci_reference
 from .mounting import mounted, run_layerfs, snapshot
@@ -87,30 +86,10 @@ def containerd(base: Path, root: Path) -> Iterator[list[str]]:
     state, socket = base / "state", base / "c.sock"
     config = base / "config.toml"
     config.write_text(CONFIG.format(root=root, state=state, socket=socket))
-    log = open(base / "containerd.log", "w")
-    daemon = subprocess.Popen(["containerd", "--config", str(config)], stdout=log,
-                              stderr=subprocess.STDOUT)
     client = ["ctr", "--address", str(socket)]
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([*client, "version"], capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("containerd does not start here: "
-                            f"{(base / 'containerd.log').read_text()[-300:]}")
-            time.sleep(0.3)
+    with throwaway_daemon("containerd", ["containerd", "--config", str(config)],
+                          [*client, "version"], base):
         yield client
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=10)
-        log.close()
-        for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-            target = line.split()[1]
-            if target.startswith(str(base) + "/"):
-                subprocess.run(["umount", "-l", target], capture_output=True)
 
 
 def ctr(client: list[str], namespace: str, *args: str) -> str:

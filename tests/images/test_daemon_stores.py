@@ -9,10 +9,8 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,10 +18,11 @@ import pytest
 
 from layerfs import treediff
 from layerfs.images import open_image
+from tests.support.daemons import throwaway_daemon
 from tests.support.mounting import (
-    force_unmount,
     kernel_overlay_available,
     kernel_overlay_mounted,
+    unmount_below,
 )
 
 from .builtimages import LONG, _populate_base, have, run, umoci_reference
@@ -79,9 +78,7 @@ def short_dir():
     try:
         yield path
     finally:
-        for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-            if line.split()[1].startswith(str(path) + "/"):
-                force_unmount(line.split()[1])
+        unmount_below(path)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -92,32 +89,13 @@ def dockerd(base: Path) -> Iterator[list[str]]:
         pytest.skip("dockerd is not installed (Debian package docker.io)")
     root, exec_root, sock = base / "root", base / "exec", base / "docker.sock"
     exec_root.mkdir(parents=True)
-    log = open(base / "dockerd.log", "w")
-    daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(root), "--exec-root", str(exec_root),
-         "-H", f"unix://{sock}", "--pidfile", str(base / "docker.pid"), "--iptables=false",
-         "--ip6tables=false", "--bridge=none", "--storage-driver=overlay2"],
-        stdout=log, stderr=subprocess.STDOUT)
+    command = ["dockerd", "--data-root", str(root), "--exec-root", str(exec_root),
+               "-H", f"unix://{sock}", "--pidfile", str(base / "docker.pid"),
+               "--iptables=false", "--ip6tables=false", "--bridge=none",
+               "--storage-driver=overlay2"]
     client = ["docker", "-H", f"unix://{sock}"]
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([*client, "info"], capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"dockerd does not start here: {(base / 'dockerd.log').read_text()[-300:]}")
-            time.sleep(0.5)
+    with throwaway_daemon("dockerd", command, [*client, "info"], base, poll=0.5):
         yield client
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=10)
-        log.close()
-        for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
-            target = line.split()[1]
-            if target.startswith(str(base)):
-                force_unmount(target)
 
 
 def compare_with_kernel(store_image: str, mountpoint: Path, base: Path) -> list:

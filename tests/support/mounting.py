@@ -113,6 +113,15 @@ def _fingerprint(path: Path) -> object:
     return (st.st_size, st.st_mtime_ns, st.st_mode, treediff.content_hash(os.fsencode(path)))
 
 
+def unmount_below(directory: Path) -> None:
+    """Detach every mount below ``directory`` (a daemon's leftovers), deepest first."""
+    prefix = str(directory).rstrip("/") + "/"
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        target = line.split()[1]
+        if target.startswith(prefix):
+            force_unmount(target)
+
+
 def kernel_overlay_available() -> str | None:
     """None if the kernel overlay can be mounted here, else the reason it cannot."""
     if os.geteuid() != 0:
