@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Self
 
 REGISTRY_BINARY = shutil.which("docker-registry") or shutil.which("registry")
 START_TIMEOUT = 20.0
@@ -52,6 +52,37 @@ def wait_for_port(port: int, timeout: float = START_TIMEOUT,
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class LoopbackHTTPServer:
+    """An HTTP server on a free 127.0.0.1 port, serving from a thread while entered."""
+
+    port: int
+
+    def _make_server(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
+    """Answer a request with ``body`` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 # -- the registry ------------------------------------------------------------------------
@@ -138,7 +169,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class TokenServer:
+class TokenServer(LoopbackHTTPServer):
     """Issues pull tokens: to ``users`` (Basic auth) for every repository, and to
     anonymous clients for the repositories in ``public``."""
 
@@ -158,23 +189,11 @@ class TokenServer:
         self.requests: list[dict] = []
         self.refresh_tokens: dict[str, str] = {}
         """Identity (refresh) token -> user, for the OAuth2 POST flow."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._make_server(self._handler())
 
     @property
     def realm(self) -> str:
         return f"http://127.0.0.1:{self.port}/token"
-
-    def __enter__(self) -> "TokenServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
     def token(self, subject: str, access: list[dict]) -> str:
         now = int(time.time())
@@ -230,12 +249,7 @@ class TokenServer:
                                    "expires_in": 300})
 
             def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         return Handler
 
@@ -261,7 +275,7 @@ class LoggedRequest:
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(LoopbackHTTPServer):
     upstream_port: int
     faults: list[Fault] = field(default_factory=list)
     rate: float | None = None
@@ -277,23 +291,11 @@ class FaultProxy:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._active_blobs = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._make_server(self._handler())
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "FaultProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
     def blob_requests(self, digest: str) -> list[LoggedRequest]:
         return [r for r in self.log if r.path.endswith(f"/blobs/{digest}")]
@@ -329,13 +331,8 @@ class FaultProxy:
                 fault = proxy._fault_for(self.command, self.path)
                 if fault is not None:
                     entry.status = fault.status
-                    body = json.dumps({"errors": [{"code": "INJECTED", "message":
-                                                   f"injected {fault.status}"}]}).encode()
-                    self.send_response(fault.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    send_json(self, fault.status, {"errors": [
+                        {"code": "INJECTED", "message": f"injected {fault.status}"}]})
                     return
                 if "/blobs/" in self.path and any(part in self.path for part in proxy.held):
                     proxy.release.wait(timeout=HOLD_LIMIT)

@@ -5,7 +5,6 @@ range, never trusted: the whole blob is verified."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from ..images.mounting import mounted
 from .conftest import BIG_SIZE, run, start
 from .images import manifest_of
-from .servers import Fault, FaultProxy
+from .servers import Fault, FaultProxy, sha256_file
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse")
 WAIT = 120.0
@@ -40,26 +39,18 @@ def big_digest(layouts: Path) -> str:
     return manifest_of(layouts, "big")["layers"][0]["digest"]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as data:
-        for chunk in iter(lambda: data.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_big_image(cache: Path, ref: str, workdir: Path, expected_sha: str) -> None:
     with mounted(f"docker://{ref}", workdir / "mnt", "--insecure", "--cache-dir",
                  str(cache)) as mnt:
         assert (mnt / "big" / "random.bin").stat().st_size == BIG_SIZE
-        assert file_sha256(mnt / "big" / "random.bin") == expected_sha
+        assert sha256_file(mnt / "big" / "random.bin") == expected_sha
 
 
 @pytest.fixture
 def big_sha(layouts: Path, workdir: Path) -> str:
     from .images import unpack_reference
     root = unpack_reference(layouts, "big", workdir / "umoci")
-    return file_sha256(root / "big" / "random.bin")
+    return sha256_file(root / "big" / "random.bin")
 
 
 def test_5xx_on_first_try_is_retried(registry, layouts, workdir):
