@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from tests.support.layerspec import Dir, File, Special, Symlink, Whiteout, materialize
+from tests.support.umoci import have, rootless, run, umoci_layer, umoci_unpack
 
 BIG = b"B" * 5000
 
@@ -40,22 +40,6 @@ def layer_dirs_image(base: Path, form: str = "oci", layers: list[dict] | None = 
     return base
 
 
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
-
-
-def run(*command: str | os.PathLike[str]) -> str:
-    result = subprocess.run([os.fspath(c) for c in command], capture_output=True, text=True,
-                            timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _rootless() -> list[str]:
-    return [] if os.geteuid() == 0 else ["--rootless"]
-
-
 def umoci_image(work: Path) -> Path:
     """An OCI layout, tag ``v3``: base; changes (edit, delete file, delete dir, dir ->
     file, new files); an opaque insert over /data. Tags v1, v2, v3 are its prefixes."""
@@ -63,8 +47,18 @@ def umoci_image(work: Path) -> Path:
     bundle = work / "bundle"
     run("umoci", "init", "--layout", layout)
     run("umoci", "new", "--image", f"{layout}:v1")
-    run("umoci", "unpack", *_rootless(), "--image", f"{layout}:v1", bundle)
-    root = bundle / "rootfs"
+    umoci_layer(layout, "v1", "v1", bundle, _base_files, "--history.created_by", "base files")
+    umoci_layer(layout, "v1", "v2", bundle, _edits, "--history.created_by", "edit things")
+    source = work / "opaque-src"
+    (source / "only").mkdir(parents=True)
+    (source / "only/here").write_text("opaque\n")
+    run("umoci", "tag", "--image", f"{layout}:v2", "v3")
+    run("umoci", "insert", *rootless(), "--history.created_by", "opaque data",
+        "--image", f"{layout}:v3", "--opaque", source, "/data")
+    return layout
+
+
+def _base_files(root: Path) -> None:
     (root / "etc/keep").mkdir(parents=True)
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n")
     (root / "etc/config").write_text("config\n")
@@ -84,10 +78,9 @@ def umoci_image(work: Path) -> Path:
         os.chmod(root / "bin/tool", 0o4755)
         (root / "dev").mkdir()
         os.mknod(root / "dev/null0", 0o666 | 0o020000, os.makedev(1, 3))
-    run("umoci", "repack", "--history.created_by", "base files", "--image", f"{layout}:v1",
-        bundle)
-    shutil.rmtree(bundle)
-    run("umoci", "unpack", *_rootless(), "--image", f"{layout}:v1", bundle)
+
+
+def _edits(root: Path) -> None:
     (root / "etc/config").unlink()
     shutil.rmtree(root / "etc/keep")
     (root / "etc/keep").write_text("now a file\n")
@@ -97,21 +90,6 @@ def umoci_image(work: Path) -> Path:
     (root / "new").mkdir()
     (root / "new/file").write_text("new\n")
     (root / "new/big-copy").write_bytes(BIG)
-    run("umoci", "repack", "--history.created_by", "edit things", "--image",
-        f"{layout}:v2", bundle)
-    shutil.rmtree(bundle)
-    source = work / "opaque-src"
-    (source / "only").mkdir(parents=True)
-    (source / "only/here").write_text("opaque\n")
-    run("umoci", "tag", "--image", f"{layout}:v2", "v3")
-    run("umoci", "insert", *_rootless(), "--history.created_by", "opaque data",
-        "--image", f"{layout}:v3", "--opaque", source, "/data")
-    return layout
-
-
-def umoci_unpack(layout: Path, tag: str, dest: Path) -> Path:
-    run("umoci", "unpack", *_rootless(), "--image", f"{layout}:{tag}", dest)
-    return dest / "rootfs"
 
 
 def layout_tags(layout: Path) -> list[str]:

@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from tests.support.umoci import have, rootless, run, umoci_layer, umoci_unpack
 
 LONG = "L" * 255
 ODD_NAMES = [b"caf\xe9\xff", b"with\nnewline", b"sp ace:colon,comma=eq\\"]
 TAG = "v4"
-
-
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
-
-
-def run(*command: str | os.PathLike[str]) -> None:
-    result = subprocess.run([os.fspath(c) for c in command], capture_output=True, text=True,
-                            timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed: {result.stderr.strip()}")
 
 
 def _populate_base(rootfs: Path) -> None:
@@ -86,30 +76,24 @@ def build_umoci_layout(work: Path) -> Path:
     """An OCI layout with tags v1..v4 (see the module docstring); returns its path."""
     layout = work / "layout"
     bundle = work / "bundle"
-    rootless = [] if os.geteuid() == 0 else ["--rootless"]
     run("umoci", "init", "--layout", layout)
     run("umoci", "new", "--image", f"{layout}:v1")
-    run("umoci", "unpack", *rootless, "--image", f"{layout}:v1", bundle)
-    _populate_base(bundle / "rootfs")
-    run("umoci", "repack", "--image", f"{layout}:v1", bundle)
-    shutil.rmtree(bundle)  # repack diffs against the unpack, so start from v1 again
-    run("umoci", "unpack", *rootless, "--image", f"{layout}:v1", bundle)
-    _change_for_v2(bundle / "rootfs")
-    run("umoci", "repack", "--image", f"{layout}:v2", bundle)
+    umoci_layer(layout, "v1", "v1", bundle, _populate_base)
+    umoci_layer(layout, "v1", "v2", bundle, _change_for_v2)
     opaque_source = work / "opaque"
     (opaque_source / "only").mkdir(parents=True)
     (opaque_source / "only/here").write_text("opaque\n")
     run("umoci", "tag", "--image", f"{layout}:v2", "v3")
-    run("umoci", "insert", *rootless, "--image", f"{layout}:v3", "--opaque", opaque_source, "/data")
+    run("umoci", "insert", *rootless(), "--image", f"{layout}:v3", "--opaque", opaque_source,
+        "/data")
     run("umoci", "tag", "--image", f"{layout}:v3", "v4")
-    run("umoci", "insert", *rootless, "--image", f"{layout}:v4", "--whiteout", "/bin/abs")
-    shutil.rmtree(bundle)
+    run("umoci", "insert", *rootless(), "--image", f"{layout}:v4", "--whiteout", "/bin/abs")
     return layout
 
 
 def umoci_reference(layout: Path, tag: str, work: Path) -> Path:
     """``umoci unpack`` of ``layout:tag``: the rootfs a mount of it must equal."""
-    bundle = work / f"reference-{tag}"
-    rootless = [] if os.geteuid() == 0 else ["--rootless"]
-    run("umoci", "unpack", *rootless, "--image", f"{layout}:{tag}", bundle)
-    return bundle / "rootfs"
+    return umoci_unpack(layout, tag, work / f"reference-{tag}")
+
+
+__all__ = ["LONG", "ODD_NAMES", "TAG", "build_umoci_layout", "have", "run", "umoci_reference"]

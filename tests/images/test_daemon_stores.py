@@ -24,6 +24,7 @@ from tests.support.mounting import (
     kernel_overlay_mounted,
     unmount_below,
 )
+from tests.support.umoci import umoci_layer
 
 from .builtimages import LONG, _populate_base, have, run, umoci_reference
 from .mounting import mounted, snapshot
@@ -42,19 +43,16 @@ def build_daemon_friendly_layout(work: Path) -> Path:
     layout, bundle = work / "layout", work / "bundle"
     run("umoci", "init", "--layout", layout)
     run("umoci", "new", "--image", f"{layout}:v1")
-    run("umoci", "unpack", "--image", f"{layout}:v1", bundle)
-    _populate_base(bundle / "rootfs")
-    run("umoci", "repack", "--image", f"{layout}:v1", bundle)
-    shutil.rmtree(bundle)
-    run("umoci", "unpack", "--image", f"{layout}:v1", bundle)
-    rootfs = bundle / "rootfs"
-    (rootfs / "etc/config.txt").unlink()
-    shutil.rmtree(rootfs / "data/dir2")
-    (rootfs / "data/dir1/a").unlink()
-    (rootfs / "odd" / LONG).unlink()
-    (rootfs / "etc/hosts").write_text("127.0.0.1 changed\n")
-    run("umoci", "repack", "--image", f"{layout}:v2", bundle)
-    shutil.rmtree(bundle)
+    umoci_layer(layout, "v1", "v1", bundle, _populate_base)
+
+    def deletions(rootfs: Path) -> None:
+        (rootfs / "etc/config.txt").unlink()
+        shutil.rmtree(rootfs / "data/dir2")
+        (rootfs / "data/dir1/a").unlink()
+        (rootfs / "odd" / LONG).unlink()
+        (rootfs / "etc/hosts").write_text("127.0.0.1 changed\n")
+
+    umoci_layer(layout, "v1", "v2", bundle, deletions)
     opaque = work / "opaque"
     (opaque / "only").mkdir(parents=True)
     (opaque / "only/here").write_text("opaque\n")

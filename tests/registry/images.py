@@ -11,31 +11,22 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from tests.support.umoci import run, umoci_layer, umoci_unpack
+
 Step = Callable[[Path], None]
-ROOTLESS = ["--rootless"] if os.geteuid() != 0 else []
 
 
 def umoci_image(layout: Path, tag: str, steps: list[Step], work: Path) -> None:
     if not (layout / "oci-layout").exists():
-        subprocess.run(["umoci", "init", "--layout", str(layout)], check=True,
-                       capture_output=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:{tag}"], check=True,
-                   capture_output=True)
+        run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", f"{layout}:{tag}")
     for number, step in enumerate(steps):
-        bundle = work / f"bundle-{tag}-{number}"
-        subprocess.run(["umoci", "unpack", *ROOTLESS, "--image", f"{layout}:{tag}",
-                        str(bundle)], check=True, capture_output=True)
-        step(bundle / "rootfs")
-        subprocess.run(["umoci", "repack", "--image", f"{layout}:{tag}", str(bundle)],
-                       check=True, capture_output=True)
-        shutil.rmtree(bundle)
+        umoci_layer(layout, tag, tag, work / f"bundle-{tag}-{number}", step)
 
 
 def unpack_reference(layout: Path, tag: str, target: Path) -> Path:
     """``umoci unpack`` of the image: the tree a mount must show."""
-    subprocess.run(["umoci", "unpack", *ROOTLESS, "--image", f"{layout}:{tag}", str(target)],
-                   check=True, capture_output=True)
-    return target / "rootfs"
+    return umoci_unpack(layout, tag, target)
 
 
 def push(layout: Path, tag: str, destination: str, *extra: str) -> None:
