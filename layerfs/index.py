@@ -333,8 +333,9 @@ class PathIndex:
         for part in relpath.split(b"/") if relpath else ():
             path = path + b"/" + part if path else part
             try:
-                if not stat.S_ISDIR(os.lstat(layer.path_of(path)).st_mode):
-                    return False
+                with layer.at(path) as full:
+                    if not stat.S_ISDIR(os.lstat(full).st_mode):
+                        return False
             except OSError:
                 return False
         return True
@@ -382,7 +383,8 @@ class PathIndex:
     def _shown_stat(self, position: int, relpath: bytes, st: os.stat_result) -> os.stat_result:
         """What an entry shows: its stat on disk, corrected by the layer's recorded metadata."""
         if self._overrides[position]:
-            st = self._apply_override(self.layers[position].path_of(relpath), st)
+            with self.layers[position].at(relpath) as path:
+                st = self._apply_override(path, st)
         sidecar = self._sidecars[position]
         if sidecar is not None:
             st = sidecar.stat_for(relpath, st)

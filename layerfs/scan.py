@@ -154,10 +154,11 @@ def probe_path(layer: Layer, relpath: bytes) -> Probe:
         current = parent + b"/" + part if parent else part
         met = tuple(redirects)
         try:
-            st = os.lstat(layer.path_of(current))
+            with layer.at(current) as path:
+                st = os.lstat(path)
         except FileNotFoundError:
             marker = parent + b"/" + WHITEOUT_PREFIX + part if parent else WHITEOUT_PREFIX + part
-            if not layer.upper and os.path.lexists(layer.path_of(marker)):
+            if not layer.upper and _lexists(layer, marker):
                 return Probe(WHITEOUT, redirects=met)
             return Probe(MISSING, redirects=met)
         except NotADirectoryError:
@@ -166,9 +167,10 @@ def probe_path(layer: Layer, relpath: bytes) -> Probe:
             return Probe(WHITEOUT, redirects=met)
         if not stat.S_ISDIR(st.st_mode):
             return Probe(OTHER, redirects=met)
-        xattrs = read_xattrs(layer.path_of(current), _DIR_XATTR_SET)
+        with layer.at(current) as path:
+            xattrs = read_xattrs(path, _DIR_XATTR_SET)
         if opaque_state(xattrs)[0] or (
-                not layer.upper and os.path.lexists(layer.path_of(current + b"/" + OPAQUE_MARKER))):
+                not layer.upper and _lexists(layer, current + b"/" + OPAQUE_MARKER)):
             stop = True
         redirect = redirect_of(xattrs)
         if redirect is not None:
@@ -176,3 +178,12 @@ def probe_path(layer: Layer, relpath: bytes) -> Probe:
             if redirect.startswith(b"/") and number < len(parts) - 1:
                 stop = False
     return Probe(DIR, stop, tuple(redirects)) if parts else Probe(MISSING)
+
+
+def _lexists(layer: Layer, relpath: bytes) -> bool:
+    """Whether ``relpath`` exists in ``layer`` (a symlink too), however deep it is."""
+    try:
+        with layer.at(relpath) as path:
+            return os.path.lexists(path)
+    except OSError:
+        return False
