@@ -571,17 +571,18 @@ class PathIndex:
             candidates = [(p, path + (redirect or name)) for p, path in where.items()
                           if p < position]
         for candidate, path in candidates:
-            full = self.layers[candidate].path_of(path)
             try:
-                st = os.lstat(full)
+                with self.layers[candidate].at(path) as full:
+                    st = os.lstat(full)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
                 raise LayerError.from_os_error(self.layers[candidate], path, exc) from exc
             if not stat.S_ISREG(st.st_mode):
                 break
-            if not read_xattrs(full, _METACOPY_XATTR_SET):
-                return DataElsewhere(candidate, path, st.st_blocks)
+            with self.layers[candidate].at(path) as full:
+                if not read_xattrs(full, _METACOPY_XATTR_SET):
+                    return DataElsewhere(candidate, path, st.st_blocks)
         raise LayerError(f"{os.fsdecode(self.layers[position].path_of(inside))}: a metacopy "
                          "file (metacopy=on) whose data is in no lower layer")
 

@@ -106,3 +106,27 @@ def test_override_stat_of_a_deep_entry_is_applied(scratch):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1001, 0o640)
     node = index.resolve(DEEP + b"/file")
     assert node is not None and (node.uid, node.gid, node.mode & 0o7777) == (1000, 1001, 0o640)
+
+
+def test_the_data_of_a_deep_metacopy_file_is_found_below(scratch):
+    fd = make_deep(scratch / "lower")
+    try:
+        data = os.open(b"file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+        os.write(data, b"the data")
+        os.close(data)
+    finally:
+        os.close(fd)
+    fd = make_deep(scratch / "upper")
+    try:
+        copy = os.open(b"file", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd)
+        try:
+            os.truncate(copy, 8)
+            os.setxattr(copy, b"user.overlay.metacopy", b"")
+        finally:
+            os.close(copy)
+    finally:
+        os.close(fd)
+    index = PathIndex([Layer(str(scratch / "lower")), Layer(str(scratch / "upper"), upper=True)])
+    node = index.resolve(DEEP + b"/file")
+    assert node is not None and node.layer == 1 and node.mode & 0o777 == 0o600
+    assert index.data_backing(node) == (0, DEEP + b"/file")
