@@ -57,7 +57,7 @@ def _request(handler: F) -> F:
     async def wrapper(self: "LayerOperations", *args: Any) -> Any:
         self.last_request = time.monotonic()
         if self.debug:
-            log.debug("%s%r", name, args[:-1] if args and _is_ctx(args[-1]) else args)
+            log.debug("%s%r", name, _shown_args(args))
         try:
             if self._deferred is not None and not self._answers_early(name, args):
                 await self.until_ready()
@@ -73,6 +73,14 @@ def _request(handler: F) -> F:
             raise pyfuse3.FUSEError(errno_for(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _shown_args(args: tuple) -> tuple:
+    """A request's arguments for the debug log: without the context, data abridged."""
+    if args and _is_ctx(args[-1]):
+        args = args[:-1]
+    return tuple(f"<{len(arg)} bytes>" if isinstance(arg, bytes) and len(arg) > 64 else arg
+                 for arg in args)
 
 
 def _is_ctx(value: object) -> bool:
