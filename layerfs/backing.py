@@ -118,12 +118,13 @@ def backing_io(layer: "Layer", relpath: bytes) -> Iterator[None]:
 _nowait_supported = hasattr(os, "RWF_NOWAIT")
 
 
-def read_if_cached(fd: int, size: int, offset: int) -> memoryview | None:
+def read_if_cached(fd: int, size: int, offset: int, end: int | None = None) -> memoryview | None:
     """Read from the page cache without blocking: the data, or None if any of it
     would need the disk (then the caller reads in a worker thread).
 
-    A FUSE short read means end of file, so only a full read counts; at the
-    real end of the file the caller falls back too and gets the short read."""
+    A FUSE short read means end of file, so a short read counts only when it
+    reaches ``end``, the file's size if the caller knows it cannot change (a
+    lower layer's file); else the caller falls back and gets the short read."""
     global _nowait_supported
     if not _nowait_supported:
         return None
@@ -135,6 +136,10 @@ def read_if_cached(fd: int, size: int, offset: int) -> memoryview | None:
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
             _nowait_supported = False  # the backing filesystem cannot say
+            log.info("reads without blocking are not supported here (%s): every read "
+                     "goes through a worker thread", exc.strerror)
             return None
         raise
-    return memoryview(buffer) if count == size else None
+    if count == size or end is not None and offset + count == end:
+        return memoryview(buffer)[:count]
+    return None

@@ -412,7 +412,9 @@ class LayerOperations(pyfuse3.Operations):
             handle.fd, handle.layer = fd, layer
         # Cached data is served inline; only a read that needs the disk pays
         # for a worker thread (and does not stall other requests).
-        cached = read_if_cached(handle.fd, size, off)
+        # A lower layer's file cannot change: its size says where it ends.
+        end = None if handle.layer == self.index.upper else handle.node.size
+        cached = read_if_cached(handle.fd, size, off, end)
         if cached is not None:
             return cached
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
