@@ -66,7 +66,7 @@ def test_requests_wait_for_the_index_except_statfs_and_the_root(scratch):
         log.append("etc looked up")
         hosts = await ops.lookup(etc.st_ino, b"hosts", CTX)
         handle = await ops.open(hosts.st_ino, 0, CTX)
-        log.append((await ops.read(handle.fh, 0, 100)).decode())
+        log.append(bytes(await ops.read(handle.fh, 0, 100)).decode())
         await ops.release(handle.fh)
         with pytest.raises(pyfuse3.FUSEError) as missing:
             await ops.lookup(pyfuse3.ROOT_INODE, b"gone", CTX)
