@@ -456,34 +456,35 @@ class PathIndex:
         merged = merge_children([(position, result.listing) for position, _, result in scanned])
         dirents = {position: result.dirents for position, _, result in scanned}
         where = {position: path + b"/" if path else b"" for position, path, _ in scanned}
-        children: dict[bytes, Node] = {}
-        made: list[Node] = []
-        data: dict[int, DataElsewhere] = {}
+        # First everything that reads the layers, so that an error leaves no trace
+        # (no inode number taken): the directory is read again, afresh, later.
+        read = []
         for name in sorted(merged):
             child = merged[name]
             child_path = relpath + b"/" + name if relpath else name
+            position = (self._metadata_layer(child.dir_layers, child_path) if child.is_dir
+                        else child.layer)
+            inside = where[position] + name
+            st = self._stat_entry(position, inside, dirents[position][name])
+            own = self._upper_xattrs(position, inside)
+            data = None
+            if stat.S_ISREG(st.st_mode) and is_metacopy(own):
+                data = self._data_of_metacopy(position, inside, where, name, redirect_of(own))
+            read.append((name, child, child_path, position, st, own, data))
+        children: dict[bytes, Node] = {}
+        made: list[Node] = []
+        for name, child, child_path, position, st, own, data in read:
+            if not child.is_dir and st.st_nlink > 1:
+                ino = self._link_number(position, child_path, st, own)
+            else:
+                ino = self._number(child_path, own)
+            node = Node(ino, name, directory, position, st)
             if child.is_dir:
-                meta = self._metadata_layer(child.dir_layers, child_path)
-                inside = where[meta] + name
-                st = self._stat_entry(meta, inside, dirents[meta][name])
-                node = Node(self._number(meta, inside, child_path,
-                                         self._upper_xattrs(meta, inside)),
-                            name, directory, meta, st)
                 node._layers = child.dir_layers
                 node.loader = self
-            else:
-                inside = where[child.layer] + name
-                st = self._stat_entry(child.layer, inside, dirents[child.layer][name])
-                own = self._upper_xattrs(child.layer, inside)
-                if st.st_nlink > 1:
-                    ino = self._link_number(child.layer, inside, child_path, st, own)
-                else:
-                    ino = self._number(child.layer, inside, child_path, own)
-                node = Node(ino, name, directory, child.layer, st)
-                if stat.S_ISREG(st.st_mode) and is_metacopy(own):
-                    data[ino] = self._data_of_metacopy(child.layer, inside, where, name,
-                                                       redirect_of(own))
-                    node.blocks = data[ino].blocks
+            if data is not None:
+                self.data_elsewhere[ino] = data
+                node.blocks = data.blocks  # the kernel shows the data's
             children[name] = node
             made.append(node)
         # Only now, all reads done, does the directory change: an error above
@@ -492,7 +493,6 @@ class PathIndex:
         directory._children = children
         directory.sorted_names = None
         directory.loader = None
-        self.data_elsewhere.update(data)
         for node in made:
             if node.ino in self.nodes and node._children is None:
                 self.links.setdefault(node.ino, [self.nodes[node.ino]]).append(node)
@@ -525,18 +525,17 @@ class PathIndex:
         while self.load_pending(budget=3600.0):
             pass
 
-    def _number(self, position: int, inside: bytes, path: bytes,
-                xattrs: dict[bytes, bytes]) -> int:
-        """The inode number of a new node at merged ``path`` (``inside`` its layer,
-        ``xattrs`` its overlay xattrs if in the upper): its path's, or for an entry
-        of the upper dir the one it kept from before a rename."""
+    def _number(self, path: bytes, xattrs: dict[bytes, bytes]) -> int:
+        """The inode number of a new node at merged ``path`` (``xattrs``: its overlay
+        xattrs if in the upper): its path's, or for an entry of the upper dir the
+        one it kept from before a rename."""
         kept = kept_inode(xattrs)
         if kept is not None:
             return self.inodes.claim(kept, path)
         return self.inodes.assign(path)
 
-    def _link_number(self, position: int, inside: bytes, path: bytes,
-                     st: os.stat_result, xattrs: dict[bytes, bytes]) -> int:
+    def _link_number(self, position: int, path: bytes, st: os.stat_result,
+                     xattrs: dict[bytes, bytes]) -> int:
         """The number shared by the names of one hard-linked inode of a layer:
         derived from the layer and the backing inode, so it does not depend on
         which name is read first; or the one the upper dir kept for it."""

@@ -168,3 +168,27 @@ def test_a_directory_that_cannot_be_read_stays_unread_and_is_tried_again(scratch
     finally:
         moved.rename(dirs[0] / "b")
     assert sorted(node.children) == [b"link1", b"link2"]
+
+
+def test_a_failed_read_takes_no_inode_numbers(scratch):
+    """Reading a directory fails at its last entry (a metadata-only copy whose data
+    is nowhere); once mended, its entries get the numbers a fresh index gives."""
+    from layerfs.errors import LayerError
+    lower, upper = scratch / "lower", scratch / "upper"
+    (lower / "d").mkdir(parents=True)
+    (lower / "d" / "a").write_bytes(b"a")
+    (upper / "d").mkdir(parents=True)
+    for name in ("a", "b", "z"):
+        (upper / "d" / name).write_bytes(b"")
+        os.truncate(upper / "d" / name, 1)
+    os.setxattr(upper / "d" / "z", b"user.overlay.metacopy", b"")  # its data: nowhere
+    layers = [Layer(str(lower)), Layer(str(upper), upper=True)]
+    index = PathIndex(layers)
+    directory = index.resolve("d")
+    with pytest.raises(LayerError, match="metacopy"):
+        index.load(directory)
+    os.removexattr(upper / "d" / "z", b"user.overlay.metacopy")
+    index.load(directory)
+    fresh = PathIndex(layers)
+    assert {name: node.ino for name, node in directory.children.items()} == \
+        {name: node.ino for name, node in fresh.resolve("d").children.items()}
