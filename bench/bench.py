@@ -66,13 +66,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--runs", type=int, help="runs per measurement (default 5; median)")
     parser.add_argument("--contenders", default="layerfs,kernel,fuse-overlayfs",
-                        help="comma-separated subset of layerfs,kernel,fuse-overlayfs")
+                        help="comma-separated subset of layerfs,layerfs-pyfuse3,kernel,"
+                             "fuse-overlayfs (layerfs-pyfuse3: layerfs on the pyfuse3 engine)")
     parser.add_argument("--phases", default=",".join(p.name for p in PHASES),
                         help="comma-separated subset of " + ",".join(p.name for p in PHASES))
     parser.add_argument("--repo", default=str(BENCH_DIR.parent),
                         help="layerfs source tree put on PYTHONPATH (default: this checkout)")
     parser.add_argument("--python", default=sys.executable,
-                        help="interpreter with pyfuse3 and trio to run layerfs")
+                        help="interpreter with layerfs's dependencies (trio, pyfuse3) installed")
     parser.add_argument("--json", metavar="FILE", help="also write all samples to FILE")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
@@ -94,6 +95,7 @@ def _log(message: str) -> None:
 def _contenders(args: argparse.Namespace) -> tuple[list[Contender], dict[str, str]]:
     known: dict[str, Contender] = {
         "layerfs": Layerfs(os.path.abspath(args.repo), args.python),
+        "layerfs-pyfuse3": Layerfs(os.path.abspath(args.repo), args.python, engine="pyfuse3"),
         "kernel": KernelOverlay(),
         "fuse-overlayfs": FuseOverlayfs(),
     }

@@ -95,11 +95,13 @@ class Contender:
 
 
 class Layerfs(Contender):
-    name = "layerfs"
+    """layerfs from a source tree, on its default FUSE engine or on the one named."""
 
-    def __init__(self, repo: str, python: str) -> None:
+    def __init__(self, repo: str, python: str, engine: str | None = None) -> None:
         self.repo = repo
         self.python = python
+        self.engine = engine
+        self.name = "layerfs" if engine is None else f"layerfs-{engine}"
 
     def mount_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -110,14 +112,17 @@ class Layerfs(Contender):
     def check(self) -> None:
         if not os.path.exists("/dev/fuse"):
             raise Unavailable("no /dev/fuse")
-        probe = subprocess.run([self.python, "-c", "import layerfs, pyfuse3, trio"],
+        modules = "layerfs, trio" + (", pyfuse3" if self.engine == "pyfuse3" else "")
+        probe = subprocess.run([self.python, "-c", f"import {modules}"],
                                env=self.mount_env(), capture_output=True, text=True)
         if probe.returncode != 0:
             last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
             raise Unavailable(f"{self.python} cannot import layerfs from {self.repo}: {last}")
 
     def mount_command(self, spec: MountSpec, mountpoint: str) -> list[str]:
-        return [self.python, "-m", "layerfs", "mount", "-o", spec.overlay_options(), mountpoint]
+        engine = ["--engine", self.engine] if self.engine else []
+        return [self.python, "-m", "layerfs", "mount", *engine, "-o", spec.overlay_options(),
+                mountpoint]
 
     def unmount_command(self, mountpoint: str) -> list[str]:
         return [self.python, "-m", "layerfs", "umount", mountpoint]

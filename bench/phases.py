@@ -38,6 +38,8 @@ METRICS = [
     Metric("mount_warm_s", "mount to first stat, warm", "s"),
     Metric("find_cold_s", "find -printf '%s %m %p', cold", "s"),
     Metric("find_warm_s", "find -printf '%s %m %p', warm", "s"),
+    Metric("ls_cold_s", "ls -laR, cold", "s"),
+    Metric("ls_warm_s", "ls -laR, warm", "s"),
     Metric("read_all_cold_s", "read every file (tar | cat), cold", "s"),
     Metric("read_all_warm_s", "read every file (tar | cat), warm", "s"),
     Metric("dd_cold_mbps", "dd big file bs=1M, cold", "MB/s", higher_is_better=True, digits=0),
@@ -100,6 +102,8 @@ def find_command(root: str) -> list[str]:
     return ["find", root, "-printf", "%s %m %p\n"]
 
 
+LS_LAR = ["ls", "-laR", "."]
+
 # tar to a pipe: GNU tar skips reading file data when its output is /dev/null.
 READ_ALL = ["bash", "-c", "set -o pipefail; tar -cf - . | cat > /dev/null"]
 
@@ -130,6 +134,15 @@ def phase_walk(bench: Bench, contender: Contender) -> dict[str, float]:
             bench.listings[contender.name] = listing
             result["entries"] = len(listing)
     return result
+
+
+def phase_list(bench: Bench, contender: Contender) -> dict[str, float]:
+    """``ls -laR``: every entry's attributes, and the xattrs ls asks for (ACLs, SELinux)."""
+    with bench.mount(contender) as mount:
+        bench.drop_caches()
+        cold = timed(LS_LAR, cwd=mount.path)
+        warm = timed(LS_LAR, cwd=mount.path)
+    return {"ls_cold_s": cold, "ls_warm_s": warm}
 
 
 def _listing(root: str) -> set[str]:
@@ -173,6 +186,7 @@ class Phase:
 PHASES = [
     Phase("mount", phase_mount, "mount time, cold then warm caches"),
     Phase("walk", phase_walk, "find over the whole tree, cold then warm"),
+    Phase("list", phase_list, "ls -laR over the whole tree, cold then warm"),
     Phase("read", phase_read_all, "read every file through tar | cat, cold then warm"),
     Phase("bigfile", phase_bigfile, "dd the big file, cold then warm"),
 ]
