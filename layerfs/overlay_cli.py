@@ -124,7 +124,7 @@ def run(argv: list[str]) -> int:
     if os.geteuid() == 0:
         fuse.add("allow_other")
     serve(index, mountpoint, extra_options=fuse, foreground=args.foreground, debug=args.debug,
-          fsname=source, upper=upper, subtype=PROG)
+          fsname=source, upper=upper, subtype=PROG, engine=options.engine)
     return 0
 
 
