@@ -426,6 +426,8 @@ class LayerOperations:
         fh 0 (opened without asking) a cached descriptor by inode."""
         if fh:
             handle = self._files.get(fh)
+            if handle is None:
+                raise FUSEError(errno.EBADF)
         else:
             cached = self._files.cached(ino)
             if cached is None:
@@ -443,7 +445,7 @@ class LayerOperations:
 
     def _writer(self, fh: int) -> OpenFile:
         """The open file of handle ``fh``, which must be open for writing."""
-        handle = self._files.get(fh) if fh else None
+        handle = self._files.get(fh)
         if handle is None or not handle.writable:
             raise FUSEError(errno.EBADF)
         return handle
@@ -507,7 +509,7 @@ class LayerOperations:
 
     @_request
     async def fsync(self, ino: int, fh: int, datasync: bool) -> None:
-        handle = self._files.get(fh) if fh else None
+        handle = self._files.get(fh)
         if handle is None or not handle.writable or self.upper is None \
                 or not self.upper.disk.fsync_enabled:
             return None
@@ -640,7 +642,7 @@ class LayerOperations:
                       ctx: Context) -> Entry:
         upper = self._writable()
         node = self._node(ino)
-        handle = self._files.get(fh) if fh else None
+        handle = self._files.get(fh) if fh is not None else None
         fd = handle.fd if handle is not None and handle.writable else None
         if fd is None and not self.index.is_attached(node):
             fd = self._upper_fd(node)

@@ -53,9 +53,9 @@ class OpenFiles:
         self._handles[fh] = opened
         return fh
 
-    def get(self, fh: int) -> OpenFile:
-        """The open file of handle ``fh``; KeyError if there is none."""
-        return self._handles[fh]
+    def get(self, fh: int) -> OpenFile | None:
+        """The open file of handle ``fh`` (None for a directory's or an unknown one)."""
+        return self._handles.get(fh)
 
     def release(self, fh: int) -> None:
         opened = self._handles.pop(fh, None)

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from layerfs.fs import LayerOperations
-from layerfs.fuse.api import ROOT_INODE, Context, Entry, FUSEError
+from layerfs.fuse.api import ROOT_INODE, AttrChanges, Context, Entry, FUSEError
 from layerfs.index import PathIndex
 from layerfs.layer import Layer
 from layerfs.upper import open_writable
@@ -297,5 +297,19 @@ def test_copy_file_range_from_a_lower_file_into_a_new_one(writable):
             await ops.copy_file_range(copy, opened.fh, 0, big, 0, 0, 10, 0)
         assert not_writable.value.errno == errno.EBADF
         await ops.release(copy, opened.fh)
+
+    run(ops, test)
+
+
+def test_setattr_through_a_directory_handle(writable):
+    ops, upper = writable
+
+    async def test() -> None:
+        d = await ino_of(ops, "d")
+        opened = await ops.opendir(d, CTX)
+        entry = await ops.setattr(d, AttrChanges(mode=stat.S_IFDIR | 0o700), opened.fh, CTX)
+        assert stat.S_IMODE(entry.attributes.mode) == 0o700
+        assert stat.S_IMODE(os.stat(upper / "d").st_mode) == 0o700
+        await ops.releasedir(d, opened.fh)
 
     run(ops, test)
