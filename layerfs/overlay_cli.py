@@ -93,6 +93,9 @@ def sort_options(strings: list[str]) -> tuple[list[str], set[str], list[str]]:
                 continue
             if item == "debug":
                 continue
+            if item.startswith("engine="):
+                known.append(item)  # layerfs's own: a bad value is an error, not a note
+                continue
             try:
                 parse_options([item])
             except UsageError:

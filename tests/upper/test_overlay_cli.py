@@ -90,6 +90,8 @@ def test_bad_invocations_fail_with_a_message(setup):
     result = run_helper("-o", "lowerdir=/nonexistent", str(scratch / "mnt"))
     assert result.returncode == 1 and "/nonexistent" in result.stderr
     assert run_helper("-x", "-o", options, str(scratch / "mnt")).returncode == 2
+    result = run_helper("-o", options + ",engine=bogus", str(scratch / "mnt"))
+    assert result.returncode == 2 and "engine=bogus" in result.stderr
     assert not is_mounted(scratch / "mnt")
 
 
