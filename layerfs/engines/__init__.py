@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from ..errors import UsageError
+from ..errors import MountError, UsageError
 from ..fuse import api
 from ..options import ENGINES
 
@@ -62,7 +62,7 @@ def open_engine(name: str, *, debug: bool) -> Engine:
     try:
         from ..fuse.engine import NativeEngine  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise UsageError(f"engine 'native': not available in this build ({exc})") from None
+        raise MountError(f"engine 'native': not available in this build ({exc})") from None
     engine: Engine = NativeEngine(debug=debug)
     if not hasattr(engine, "zero_message_opens"):
         engine.zero_message_opens = True  # what the native engine is for
