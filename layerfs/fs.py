@@ -359,12 +359,12 @@ class LayerOperations:
     @_request
     async def readdir(self, ino: int, fh: int, offset: int, plus: bool,
                       add: AddDirEntry) -> None:
-        node = self._node(ino)
+        opened = self._dirs[fh] if fh else None
+        node = opened.node if opened is not None else self._node(ino)
         children = node.children
         if children is None:
             raise FUSEError(errno.ENOTDIR)
-        if fh:
-            opened = self._dirs[fh]
+        if opened is not None:
             if offset == 0:
                 # A rewind sees the changes made since (as the kernel overlay does).
                 opened.names = node.listing()
@@ -395,7 +395,8 @@ class LayerOperations:
 
     @_request
     async def fsyncdir(self, ino: int, fh: int, datasync: bool) -> None:
-        node = self.index.get(ino)
+        opened = self._dirs.get(fh)
+        node = opened.node if opened is not None else self.index.get(ino)
         if self.upper is None or node is None or not self.index.is_upper(node):
             return None
         upper = self.upper
