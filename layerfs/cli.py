@@ -12,13 +12,14 @@ import sys
 
 from . import __version__
 from .deferred import DeferredIndex
+from .engines import DEFAULT_ENGINE, ENGINE_VARIABLE
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
-from .options import parse_options
+from .options import ENGINES, parse_options
 from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
@@ -64,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
                             "(default: .NAME.work beside the upper dir)")
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
-                            "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, "
+                            "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
                             "allow_other; generic mount options (ro, nodev, ...) are accepted")
     _add_image_arguments(mount)
     mount.add_argument("--quiet", "-q", action="store_true",
@@ -73,6 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="stay in the foreground (default: serve from the background)")
     mount.add_argument("--debug", action="store_true",
                        help="log every FUSE request (implies logging to stderr with -f)")
+    mount.add_argument("--engine", choices=ENGINES, default=None,
+                       help="the FUSE engine: native (layerfs's own) or pyfuse3 (libfuse) "
+                            f"(default: ${ENGINE_VARIABLE}, else {DEFAULT_ENGINE}; also "
+                            "-o engine=)")
     mount.add_argument("--log", metavar="FILE", help="log to FILE (default: syslog in the "
                                                      "background, stderr in the foreground)")
     mount.set_defaults(run=_cmd_mount)
@@ -186,7 +191,8 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     else:
         index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log, upper=upper)
+          debug=args.debug, log_file=args.log, upper=upper,
+          engine=args.engine or options.engine)
     return 0
 
 

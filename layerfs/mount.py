@@ -1,8 +1,10 @@
-"""The life of a mount: checks, pyfuse3 init, daemonizing, serving, unmounting.
+"""The life of a mount: checks, the engine's mount, daemonizing, serving, unmounting.
 
 Everything that can fail is checked before the process leaves the
 terminal, so the user sees one clear line; only a live mount is handed to
-the background daemon. SIGINT and SIGTERM unmount cleanly.
+the background daemon. SIGINT and SIGTERM unmount cleanly. The FUSE engine
+(:mod:`layerfs.engines`) is chosen by name: the option given, else the
+``LAYERFS_ENGINE`` environment variable, else the default.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import sys
 import time
 from contextlib import ExitStack
 
-import pyfuse3
 import trio
 
 from .deferred import DeferredIndex
+from .engines import Engine, default_engine, open_engine
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
@@ -142,11 +144,11 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-async def _serve(ops: LayerOperations, deferred: DeferredIndex | None) -> None:
+async def _serve(engine: Engine, ops: LayerOperations, deferred: DeferredIndex | None) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_terminate_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_terminate_on_signal, engine)
         nursery.start_soon(_complete_index, ops, deferred)
-        await pyfuse3.main()
+        await engine.serve()
         nursery.cancel_scope.cancel()
 
 
@@ -186,11 +188,11 @@ async def _read_index(ops: LayerOperations) -> None:
     log.info("index complete: %d entries in %.1f s", len(index), time.monotonic() - started)
 
 
-async def _terminate_on_signal(scope: trio.CancelScope) -> None:
+async def _terminate_on_signal(engine: Engine) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("signal %d: unmounting", signum)
-            pyfuse3.terminate()
+            engine.terminate()
             return
 
 
@@ -198,39 +200,43 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
           extra_options: set[str] = frozenset(), foreground: bool = False,
           debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
-          subtype: str = "layerfs") -> None:
+          subtype: str = "layerfs", engine: str | None = None) -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
-    writable through ``upper`` if given. A deferred index is completed in the
-    background while the mount is live."""
+    writable through ``upper`` if given; on the FUSE engine named ``engine``
+    (None: $LAYERFS_ENGINE, else the default). A deferred index is completed
+    in the background while the mount is live."""
+    fuse = open_engine(engine or default_engine(), debug=debug)
     check_mountpoint(mountpoint)
     check_fuse_available()
     resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
     after_init = (lambda: tune_readahead(resolved)) if os.geteuid() == 0 else None
-    ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init)
+    ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init,
+                          zero_message_opens=fuse.zero_message_opens)
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)
         if upper is not None:
             cleanup.callback(upper.disk.sync)
         try:
-            pyfuse3.init(ops, mountpoint, fuse_options(set(extra_options), fsname=fsname,
-                                                       writable=upper is not None,
-                                                       subtype=subtype))
-        except RuntimeError as exc:
-            raise MountError(f"{mountpoint}: cannot mount ({exc}; see the message above)") from None
+            fuse.mount(ops, mountpoint, fuse_options(set(extra_options), fsname=fsname,
+                                                     writable=upper is not None,
+                                                     subtype=subtype))
+        except (RuntimeError, OSError) as exc:
+            raise MountError(f"{mountpoint}: cannot mount ({exc})") from None
         unmount = [True]
-        cleanup.callback(lambda: pyfuse3.close(unmount=unmount[0]))
+        cleanup.callback(lambda: fuse.close(unmount[0]))
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
         deferred = index if isinstance(index, DeferredIndex) else None
         if deferred is None:
-            log.info("serving %d layers at %s", len(index.layers), mountpoint)
+            log.info("serving %d layers at %s (engine %s)", len(index.layers), mountpoint,
+                     fuse.name)
         else:
             log.info("serving %s; its files once %s are present", mountpoint,
                      deferred.pending.description)
-        trio.run(_serve, ops, deferred)
-        # pyfuse3.main returns on a signal (we must unmount) or after an
+        trio.run(_serve, fuse, ops, deferred)
+        # serve returns on a signal (we must unmount) or after an
         # external umount (nothing left to unmount).
         unmount[0] = os.path.ismount(mountpoint)
 

@@ -25,6 +25,7 @@ IGNORED_KEYS = frozenset({
     "context", "fscontext", "defcontext", "rootcontext", "fsname", "subtype",
 })
 REDIRECT_DIR_VALUES = ("on", "off", "follow", "nofollow")
+ENGINES = ("native", "pyfuse3")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class MountOptions:
     read_only: bool = False
     volatile: bool = False
     """Skip every sync to the upper dir (the kernel's ``volatile``)."""
+    engine: str | None = None
+    """The FUSE engine to serve with (``engine=native|pyfuse3``), None for the default."""
 
 
 def split_escaped(value: str, separator: str, *, unescape: bool = True) -> list[str]:
@@ -91,6 +94,10 @@ def parse_options(strings: list[str]) -> MountOptions:
                     raise UsageError(f"-o {item}: expected one of "
                                      f"{', '.join(REDIRECT_DIR_VALUES)}")
                 options.redirect_dir = value
+            elif key == "engine" and has_value:
+                if value not in ENGINES:
+                    raise UsageError(f"-o {item}: expected one of {', '.join(ENGINES)}")
+                options.engine = value
             elif key in ("ro", "rw") and not has_value:
                 options.read_only = key == "ro"
             elif key in ("userxattr", "volatile") and not has_value:

@@ -7,7 +7,10 @@ Options may come before or after the positionals, in one or several ``-o``.
 mount.fuse3. Generic mount options (``rw``, ``dev``, ``nosuid``, ``noatime``,
 ...) are passed to FUSE where it knows them; overlay options layerfs does not
 need (``index=``, ``xino=``, ``metacopy=``, ...) and unknown ones are accepted
-with a note, as fuse-overlayfs does. It returns 0 once the mount is live and
+with a note, as fuse-overlayfs does. Without ``redirect_dir=`` it takes the
+kernel overlay's default from its module parameters, as ``mount -t overlay``
+does (:mod:`layerfs.overlay_defaults`). ``engine=native|pyfuse3`` picks the
+FUSE engine. It returns 0 once the mount is live and
 serves in the background; a plain ``umount MNT`` ends it. As root it mounts
 with ``allow_other`` (and always ``default_permissions``), as a system-wide
 overlay is used.
@@ -23,6 +26,7 @@ from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve
 from .options import parse_options, split_escaped
+from .overlay_defaults import read_defaults
 from .upper import open_writable
 
 PROG = "layerfs-overlay"
@@ -89,6 +93,9 @@ def sort_options(strings: list[str]) -> tuple[list[str], set[str], list[str]]:
                 continue
             if item == "debug":
                 continue
+            if item.startswith("engine="):
+                known.append(item)  # layerfs's own: a bad value is an error, not a note
+                continue
             try:
                 parse_options([item])
             except UsageError:
@@ -109,6 +116,10 @@ def run(argv: list[str]) -> int:
     mountpoint = args.positionals[-1]
     source = args.positionals[0] if len(args.positionals) == 2 else PROG
     layers = open_explicit_layers(list(options.lowerdirs)).layers
+    if options.redirect_dir is None and not options.userxattr and os.geteuid() == 0:
+        # As mount -t overlay: the module's default (with userxattr, as
+        # unprivileged, the kernel makes no redirects at all).
+        options.redirect_dir = read_defaults().redirect_dir
     upper = None
     if options.upperdir:
         if not options.workdir and not options.read_only:
@@ -124,7 +135,7 @@ def run(argv: list[str]) -> int:
     if os.geteuid() == 0:
         fuse.add("allow_other")
     serve(index, mountpoint, extra_options=fuse, foreground=args.foreground, debug=args.debug,
-          fsname=source, upper=upper, subtype=PROG)
+          fsname=source, upper=upper, subtype=PROG, engine=options.engine)
     return 0
 
 

@@ -512,6 +512,22 @@ class Upper:
             os.utime(where, ns=times, **({"follow_symlinks": False} if path is not None else {}))
         return os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
 
+    def fallocate(self, node: Node, offset: int, length: int, mode: int, *,
+                  fd: int | None = None) -> None:
+        """fallocate(2) ``node`` (copied up first); ``fd``: an open upper
+        descriptor of it for writing, else the upper file is opened."""
+        if fd is None:
+            fd = self.open_for_write(node, os.O_WRONLY)
+            opened = True
+        else:
+            opened = False
+        try:
+            self.disk.allocate(fd, mode, offset, length)
+            self.index.set_stat(node, os.fstat(fd))
+        finally:
+            if opened:
+                os.close(fd)
+
     def setxattr(self, node: Node, name: bytes, value: bytes) -> None:
         backing = backing_xattr_name(name)
         if backing is None:

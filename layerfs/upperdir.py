@@ -42,12 +42,22 @@ _renameat2 = _libc.renameat2
 _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                        ctypes.c_uint)
 _renameat2.restype = ctypes.c_int
+_fallocate = _libc.fallocate
+_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_fallocate.restype = ctypes.c_int
 
 
 def renameat2(old: bytes, new: bytes, flags: int = 0) -> None:
     if _renameat2(_AT_FDCWD, old, _AT_FDCWD, new, flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(new))
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2), mode flags and all (os.posix_fallocate has no mode)."""
+    if _fallocate(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +457,14 @@ class UpperDir:
             # gets its path's number again at the next mount.
             if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM, errno.EACCES):
                 raise
+
+    # -- file space ------------------------------------------------------------------
+
+    @staticmethod
+    def allocate(fd: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on an open upper file (the upper's filesystem says
+        EOPNOTSUPP to a mode it cannot do)."""
+        fallocate(fd, mode, offset, length)
 
     # -- timestamps ----------------------------------------------------------------
 

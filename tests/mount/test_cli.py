@@ -18,6 +18,8 @@ from tests.support.layerspec import Dir, File, Symlink, Whiteout, materialize_st
 from tests.support.mounting import (
     force_unmount,
     is_mounted,
+    layerfs_command,
+    layerfs_env,
     layerfs_mounted,
     run_layerfs,
 )
@@ -325,3 +327,31 @@ def test_a_layer_dir_swapped_for_a_symlink_is_never_followed(image, mountpoint):
                 f.read()
         assert raised.value.errno == errno.EIO
         assert process.poll() is None
+
+
+def run_with_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(layerfs_command(*args), env={**layerfs_env(), **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_an_unknown_engine_is_one_line_and_nothing_mounted(image, mountpoint):
+    for args, env in ((["--engine", "bogus"], {}), (["-o", "engine=bogus"], {}),
+                      ([], {"LAYERFS_ENGINE": "bogus"})):
+        result = run_with_env(env, "mount", *args, str(image), str(mountpoint))
+        assert result.returncode != 0, args
+        assert "bogus" in result.stderr.strip().splitlines()[-1]  # argparse's usage first
+        assert not is_mounted(mountpoint)
+
+
+@pytest.mark.parametrize("how", ["--engine", "-o", "env"])
+def test_the_pyfuse3_engine_is_chosen_by_option_or_environment(image, mountpoint, how):
+    args = {"--engine": ["--engine", "pyfuse3"], "-o": ["-o", "engine=pyfuse3"], "env": []}[how]
+    env = {"LAYERFS_ENGINE": "pyfuse3"} if how == "env" else {}
+    log = mountpoint.parent / "engine.log"
+    result = run_with_env(env, "mount", *args, "--log", str(log), str(image), str(mountpoint))
+    assert result.returncode == 0, result.stderr
+    try:
+        assert (mountpoint / "opt" / "app").read_bytes() == b"app"
+    finally:
+        run_layerfs("umount", str(mountpoint), check=True)
+    assert "(engine pyfuse3)" in log.read_text()

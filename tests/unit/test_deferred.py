@@ -10,16 +10,16 @@ import stat
 import threading
 from pathlib import Path
 
-import pyfuse3
 import pytest
 import trio
 
 from layerfs.deferred import DeferredIndex
 from layerfs.fs import LayerOperations
+from layerfs.fuse.api import ROOT_INODE, Context, FUSEError
 from layerfs.layer import Layer
 from tests.support.layerspec import Dir, File, Whiteout, materialize_stack
 
-CTX = pyfuse3.RequestContext()
+CTX = Context(uid=0, gid=0, pid=0)
 
 
 class Arriving:
@@ -62,14 +62,14 @@ def test_requests_wait_for_the_index_except_statfs_and_the_root(scratch):
     log: list[str] = []
 
     async def lookup_hosts() -> None:
-        etc = await ops.lookup(pyfuse3.ROOT_INODE, b"etc", CTX)
+        etc = await ops.lookup(ROOT_INODE, b"etc", CTX)
         log.append("etc looked up")
-        hosts = await ops.lookup(etc.st_ino, b"hosts", CTX)
-        handle = await ops.open(hosts.st_ino, 0, CTX)
-        log.append(bytes(await ops.read(handle.fh, 0, 100)).decode())
-        await ops.release(handle.fh)
-        with pytest.raises(pyfuse3.FUSEError) as missing:
-            await ops.lookup(pyfuse3.ROOT_INODE, b"gone", CTX)
+        hosts = await ops.lookup(etc.attributes.ino, b"hosts", CTX)
+        handle = await ops.open(hosts.attributes.ino, 0, CTX)
+        log.append(bytes(await ops.read(hosts.attributes.ino, handle.fh, 0, 100)).decode())
+        await ops.release(hosts.attributes.ino, handle.fh)
+        with pytest.raises(FUSEError) as missing:
+            await ops.lookup(ROOT_INODE, b"gone", CTX)
         assert missing.value.errno == errno.ENOENT
 
     async def main() -> None:
@@ -78,12 +78,12 @@ def test_requests_wait_for_the_index_except_statfs_and_the_root(scratch):
             nursery.start_soon(lookup_hosts)
             await trio.sleep(0.2)
             assert log == []  # waiting for the layers
-            root = await ops.getattr(pyfuse3.ROOT_INODE, CTX)
-            assert stat.S_ISDIR(root.st_mode) and root.attr_timeout == 0
-            assert (await ops.statfs(CTX)).f_bsize > 0
+            root = await ops.getattr(ROOT_INODE, CTX)
+            assert stat.S_ISDIR(root.attributes.mode) and root.attr_timeout == 0
+            assert (await ops.statfs(ROOT_INODE, CTX)).bsize > 0
             pending.arrive.set()
         assert log == ["etc looked up", "new\n"]
-        root = await ops.getattr(pyfuse3.ROOT_INODE, CTX)
+        root = await ops.getattr(ROOT_INODE, CTX)
         assert root.attr_timeout > 0  # the real root now
 
     try:
@@ -101,12 +101,12 @@ def test_a_failed_fetch_is_eio_and_the_root_still_answers(scratch):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(deferred.run)
             pending.arrive.set()
-        for request in (ops.lookup(pyfuse3.ROOT_INODE, b"etc", CTX), ops.opendir(1, CTX)):
-            with pytest.raises(pyfuse3.FUSEError) as failed:
+        for request in (ops.lookup(ROOT_INODE, b"etc", CTX), ops.opendir(1, CTX)):
+            with pytest.raises(FUSEError) as failed:
                 await request
             assert failed.value.errno == errno.EIO
-        assert stat.S_ISDIR((await ops.getattr(pyfuse3.ROOT_INODE, CTX)).st_mode)
-        assert (await ops.statfs(CTX)).f_bsize > 0
+        assert stat.S_ISDIR((await ops.getattr(ROOT_INODE, CTX)).attributes.mode)
+        assert (await ops.statfs(ROOT_INODE, CTX)).bsize > 0
 
     trio.run(main)
     assert "registry gone" in (deferred.failure or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from layerfs.overlay_defaults import OverlayDefaults, read_defaults
 from tests.support.layerspec import File, Whiteout, materialize_stack
 from tests.support.mounting import REPO_ROOT, force_unmount, is_mounted, layerfs_env
 
@@ -88,6 +90,8 @@ def test_bad_invocations_fail_with_a_message(setup):
     result = run_helper("-o", "lowerdir=/nonexistent", str(scratch / "mnt"))
     assert result.returncode == 1 and "/nonexistent" in result.stderr
     assert run_helper("-x", "-o", options, str(scratch / "mnt")).returncode == 2
+    result = run_helper("-o", options + ",engine=bogus", str(scratch / "mnt"))
+    assert result.returncode == 2 and "engine=bogus" in result.stderr
     assert not is_mounted(scratch / "mnt")
 
 
@@ -122,3 +126,41 @@ def _mount_t_and_list(scratch, options) -> None:
         assert sorted(os.listdir(mnt)) == ["a", "b"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("option", ["", ",redirect_dir=on"])
+def test_redirect_dir_takes_the_overlay_modules_default(setup, option):
+    """As mount -t overlay: without redirect_dir= the module parameter decides
+    whether a lower dir can be renamed; redirect_dir=on always allows it."""
+    scratch, options = setup
+    if os.geteuid() != 0:
+        pytest.skip("as a normal user the kernel makes no redirects (userxattr)")
+    default = read_defaults().redirect_dir
+    if default is None:
+        pytest.skip("no overlay module parameters on this machine")
+    mnt = scratch / "mnt"
+    result = run_helper("-o", options + option, str(mnt))
+    assert result.returncode == 0, result.stderr
+    try:
+        if option or default == "on":
+            os.rename(mnt / "a", mnt / "moved")
+            assert sorted(os.listdir(mnt)) == ["b", "moved"]
+        else:
+            with pytest.raises(OSError) as refused:
+                os.rename(mnt / "a", mnt / "moved")
+            assert refused.value.errno == errno.EXDEV
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_overlay_defaults_are_read_as_the_kernel_reads_them(tmp_path):
+    for name, value in (("redirect_dir", "N"), ("redirect_always_follow", "Y"),
+                        ("index", "Y"), ("metacopy", "N"), ("xino_auto", "N")):
+        (tmp_path / name).write_text(value + "\n")
+    assert read_defaults(str(tmp_path)) == OverlayDefaults(
+        redirect_dir="follow", index=True, metacopy=False, xino="off")
+    (tmp_path / "redirect_always_follow").write_text("N\n")
+    assert read_defaults(str(tmp_path)).redirect_dir == "nofollow"
+    (tmp_path / "redirect_dir").write_text("Y\n")
+    assert read_defaults(str(tmp_path)).redirect_dir == "on"
+    assert read_defaults(str(tmp_path / "absent")) == OverlayDefaults()
