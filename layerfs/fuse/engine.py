@@ -1,0 +1,78 @@
+"""The native engine: what layerfs.mount drives to mount, serve and unmount.
+
+``mount`` happens before the process daemonizes (so its errors reach the
+terminal) and the /dev/fuse descriptor survives the fork; ``serve`` runs in
+the daemon's trio loop; ``close`` unmounts and lets the descriptor go. The
+pyfuse3 adapter has the same shape.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import MountError
+from . import mounting
+from .api import Operations
+from .session import Session
+
+
+class NativeEngine:
+    """layerfs's own implementation of the FUSE protocol (:mod:`layerfs.fuse.session`)."""
+
+    name = "native"
+
+    def __init__(self, *, debug: bool = False, passthrough: bool = False) -> None:
+        self.debug = debug
+        self.passthrough = passthrough
+        self._mount: mounting.Mount | None = None
+        self._ops: Operations | None = None
+        self._session: Session | None = None
+        self._terminated = False
+
+    def mount(self, ops: Operations, mountpoint: str, options: set[str]) -> None:
+        """Mount at ``mountpoint`` with libfuse-style ``options``; MountError says why not."""
+        if self._mount is not None:
+            raise MountError(f"{mountpoint}: this engine already serves {self._mount.mountpoint}")
+        self._mount = mounting.mount(mountpoint, options)
+        self._ops = ops
+
+    @property
+    def fd(self) -> int:
+        if self._mount is None:
+            raise RuntimeError("not mounted")
+        return self._mount.fd
+
+    async def serve(self) -> None:
+        """Serve until the mount goes away or :meth:`terminate` is called."""
+        if self._mount is None or self._ops is None:
+            raise RuntimeError("serve() before mount()")
+        self._session = Session(self._mount.fd, self._ops, debug=self.debug,
+                                passthrough=self.passthrough)
+        if self._terminated:
+            self._session.terminate()
+        try:
+            await self._session.run()
+        finally:
+            self._session = None
+
+    def terminate(self) -> None:
+        """Make :meth:`serve` return (from a task of its trio run, e.g. on SIGTERM)."""
+        self._terminated = True
+        if self._session is not None:
+            self._session.terminate()
+
+    def close(self, unmount: bool) -> None:
+        """Unmount (when asked and still mounted) and release the descriptor."""
+        mount, self._mount = self._mount, None
+        if mount is None:
+            return
+        try:
+            if unmount and mounting.is_mounted(mount.target):
+                try:
+                    mounting.unmount(mount.mountpoint)
+                except MountError:
+                    mounting.unmount(mount.mountpoint, lazy=True)  # busy: detach it
+        finally:
+            os.close(mount.fd)
+            if mount.watcher_socket is not None:
+                mount.watcher_socket.close()  # an auto_unmount watcher finishes now
