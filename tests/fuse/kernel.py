@@ -73,7 +73,7 @@ def parse_dirents(payload: bytes, plus: bool) -> list[tuple[bytes, int, int]]:
 
 
 def unpack_entry(payload: bytes) -> tuple:
-    return abi.ENTRY_OUT.unpack(payload)
+    return abi.ENTRY_OUT.unpack_from(payload)
 
 
 def names(*parts: bytes) -> bytes:
