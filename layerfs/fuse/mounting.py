@@ -123,7 +123,11 @@ def _mount_syscall(mountpoint: str, parsed: ParsedOptions) -> Mount:
         fd = os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         raise MountError(f"{FUSE_DEVICE}: cannot open: {exc.strerror}") from None
-    st = os.stat(mountpoint)
+    try:
+        st = os.stat(mountpoint)
+    except OSError as exc:
+        os.close(fd)
+        raise MountError(f"{mountpoint}: mountpoint: {_mount_reason(exc.errno or 0)}") from None
     target = os.path.realpath(mountpoint)
     data = ",".join([f"fd={fd}", f"rootmode={stat.S_IFMT(st.st_mode):o}",
                      f"user_id={os.getuid()}", f"group_id={os.getgid()}", *parsed.data])

@@ -63,7 +63,9 @@ class MemFS:
         self.notifier: Notifier | None = None
         self.blocked = trio.Event()
         """Reading a file named "block" waits on this (the INTERRUPT test)."""
-        root = self._new(stat.S_IFDIR | 0o755, 0, 0)
+        # Owned by whoever serves it, so a normal user's mount is writable by that user.
+        self.owner = (os.getuid(), os.getgid())
+        root = self._new(stat.S_IFDIR | 0o755, *self.owner)
         root.attributes.nlink = 2
         root.parent = ROOT_INODE
 
@@ -97,14 +99,14 @@ class MemFS:
 
     def add_file(self, parent: int, name: bytes, data: bytes = b"", mode: int = 0o644) -> int:
         """Build the tree before mounting (tests and the --files option)."""
-        node = self._new(stat.S_IFREG | mode, 0, 0)
+        node = self._new(stat.S_IFREG | mode, *self.owner)
         node.data[:] = data
         node.attributes.size = len(data)
         self._link_into(parent, name, node)
         return node.attributes.ino
 
     def add_dir(self, parent: int, name: bytes) -> int:
-        node = self._new(stat.S_IFDIR | 0o755, 0, 0)
+        node = self._new(stat.S_IFDIR | 0o755, *self.owner)
         node.attributes.nlink = 2
         self._link_into(parent, name, node)
         self.nodes[parent].attributes.nlink += 1
