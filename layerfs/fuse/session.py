@@ -36,8 +36,9 @@ MAX_BACKGROUND = 64
 CONGESTION_THRESHOLD = 48
 BUFFER_SIZE = MAX_WRITE + 4096
 """Room for the largest request: a WRITE of max_write bytes and its headers."""
-BATCH = 32
-"""Requests read in a row before the reader lets the served ones run."""
+MAX_WORKERS = 64
+"""Requests served at once at most (the kernel's max_background bounds the
+asynchronous ones; each waiting caller adds one synchronous request)."""
 
 WANTED_FLAGS = (abi.ASYNC_READ | abi.BIG_WRITES | abi.DO_READDIRPLUS | abi.PARALLEL_DIROPS
                 | abi.CACHE_SYMLINKS | abi.NO_OPEN_SUPPORT | abi.NO_OPENDIR_SUPPORT
@@ -72,7 +73,10 @@ class Session:
         self.proto_minor = 0
         self.flags = 0
         self.notifier = Notifier(fd)
-        self._buffer = bytearray(BUFFER_SIZE)
+        self._nursery: trio.Nursery | None = None
+        self._workers = 0
+        self._idle: list[trio.lowlevel.Task] = []
+        self._reader_busy = True  # the first worker starts holding the role
         self._active: dict[int, trio.CancelScope] = {}
         self._early_interrupts: dict[int, float] = {}
         self._backing_ids: dict[tuple[int, int], int] = {}
@@ -95,19 +99,23 @@ class Session:
             abi.COPY_FILE_RANGE: self._copy_file_range,
         }
 
-    # The loop
+    # The loop. Workers take turns at reading: the one that read a request hands
+    # the reading role to an idle worker (or a new one) and serves the request
+    # itself, at once; a finished worker parks until the role comes back to it.
+    # A request costs no task creation, and a slow one holds up no other.
 
     async def run(self) -> None:
         """Read and serve requests until the kernel reports the mount gone
-        (ENODEV, or end of file on a socket) or :meth:`terminate`."""
+        (ENODEV, or end of file on a socket), DESTROY or :meth:`terminate`."""
         os.set_blocking(self.fd, False)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 self._scope = nursery.cancel_scope
                 if self._terminated:
                     nursery.cancel_scope.cancel()
-                await self._read_loop(nursery)
-                nursery.cancel_scope.cancel()
+                self._workers = 1
+                nursery.start_soon(self._worker, True)
         finally:
             self.notifier.stop()
             self._scope = None
@@ -118,18 +126,33 @@ class Session:
         if self._scope is not None:
             self._scope.cancel()
 
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
-        buffer = self._buffer
+    async def _worker(self, reading: bool) -> None:
+        """Read when given the role (``reading``), serve what was read, repeat."""
+        buffer = bytearray(BUFFER_SIZE)
         view = memoryview(buffer)
+        while True:
+            if not reading:
+                if self._reader_busy:
+                    await self._park()  # returns holding the role
+                self._reader_busy = True
+            size = await self._receive(buffer)
+            if size == 0:
+                self._end()
+                return
+            self._pass_reading_role()
+            reading = False
+            if not await self._handle(view, size):
+                self._end()
+                return
+
+    async def _receive(self, buffer: bytearray) -> int:
+        """One request into ``buffer``: its size, 0 when the connection is over."""
         fd = self.fd
-        in_a_row = 0
         while True:
             try:
-                size = os.readv(fd, [buffer])
+                return os.readv(fd, [buffer])
             except BlockingIOError:
-                in_a_row = 0
                 await trio.lowlevel.wait_readable(fd)
-                continue
             except InterruptedError:
                 continue
             except OSError as exc:
@@ -137,24 +160,39 @@ class Session:
                     continue  # the request was interrupted before we read it
                 if exc.errno == errno.ENODEV:
                     log.debug("the kernel ended the connection (unmounted)")
-                    return
+                    return 0
                 raise
-            if size == 0:
-                return  # the other end of a test socket closed
-            if not self._dispatch(nursery, view, size):
-                return
-            in_a_row += 1
-            if in_a_row >= BATCH:
-                in_a_row = 0
-                await trio.lowlevel.checkpoint()
 
-    def _dispatch(self, nursery: trio.Nursery, view: memoryview, size: int) -> bool:
-        """Start serving one request; False when the connection is over (DESTROY)."""
+    def _pass_reading_role(self) -> None:
+        if self._idle:
+            trio.lowlevel.reschedule(self._idle.pop())
+        elif self._workers < MAX_WORKERS:
+            self._workers += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._worker, True)
+        else:
+            self._reader_busy = False  # all busy: the first to finish reads next
+
+    async def _park(self) -> None:
+        task = trio.lowlevel.current_task()
+        self._idle.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._idle.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _end(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _handle(self, view: memoryview, size: int) -> bool:
+        """Serve one request; False when the connection is over (DESTROY)."""
         if size < abi.IN_HEADER.size:
             log.error("malformed request: %d bytes, shorter than a header; dropped", size)
             return True
         length, opcode, unique, nodeid, uid, gid, pid, _, _ = abi.IN_HEADER.unpack_from(view)
-        body = bytes(view[abi.IN_HEADER.size:size])
         if length != size:
             log.error("malformed request %s (unique %d): header says %d bytes, read %d",
                       abi.OPCODE_NAMES.get(opcode, opcode), unique, length, size)
@@ -162,17 +200,16 @@ class Session:
             return True
         handler = self._handlers.get(opcode)
         if handler is not None:
-            scope = trio.CancelScope()
-            self._active[unique] = scope
-            if unique in self._early_interrupts:
-                del self._early_interrupts[unique]
-                scope.cancel()
-            nursery.start_soon(self._serve, handler, scope, opcode, unique, nodeid, body,
-                               uid, gid, pid)
-        elif opcode == abi.FORGET:
-            self._forget(nursery, nodeid, body)
+            # WRITE's data is served from our buffer, untouched until we reply.
+            body: Any = view[abi.IN_HEADER.size:size] if opcode == abi.WRITE \
+                else bytes(view[abi.IN_HEADER.size:size])
+            await self._serve(handler, opcode, unique, nodeid, body, uid, gid, pid)
+            return True
+        body = bytes(view[abi.IN_HEADER.size:size])
+        if opcode == abi.FORGET:
+            await self._forget(nodeid, body)
         elif opcode == abi.BATCH_FORGET:
-            self._batch_forget(nursery, body)
+            await self._batch_forget(body)
         elif opcode == abi.INTERRUPT:
             self._interrupt(body)
         elif opcode == abi.INIT:
@@ -186,8 +223,12 @@ class Session:
             self._reply_error(unique, errno.ENOSYS, opcode, nodeid)
         return True
 
-    async def _serve(self, handler: Handler, scope: trio.CancelScope, opcode: int, unique: int,
-                     nodeid: int, body: bytes, uid: int, gid: int, pid: int) -> None:
+    async def _serve(self, handler: Handler, opcode: int, unique: int, nodeid: int, body: Any,
+                     uid: int, gid: int, pid: int) -> None:
+        scope = trio.CancelScope()
+        self._active[unique] = scope
+        if self._early_interrupts and self._early_interrupts.pop(unique, None) is not None:
+            scope.cancel()
         error = 0
         payload: Any = b""
         try:
@@ -265,7 +306,7 @@ class Session:
         self.notifier.start()
         self.ops.init(self.notifier)
 
-    def _forget(self, nursery: trio.Nursery, nodeid: int, body: bytes) -> None:
+    async def _forget(self, nodeid: int, body: bytes) -> None:
         try:
             (count,) = abi.FORGET_IN.unpack_from(body)
         except struct.error:
@@ -273,9 +314,9 @@ class Session:
             return
         if self.debug:
             log.debug("FORGET nodeid=%d", nodeid)
-        nursery.start_soon(self._call_forget, [(nodeid, count)])
+        await self._call_forget([(nodeid, count)])
 
-    def _batch_forget(self, nursery: trio.Nursery, body: bytes) -> None:
+    async def _batch_forget(self, body: bytes) -> None:
         try:
             count, _ = abi.BATCH_FORGET_IN.unpack_from(body)
             items = [abi.FORGET_ONE.unpack_from(body, abi.BATCH_FORGET_IN.size + i * 16)
@@ -285,7 +326,7 @@ class Session:
             return
         if self.debug:
             log.debug("BATCH_FORGET count=%d", count)
-        nursery.start_soon(self._call_forget, items)
+        await self._call_forget(items)
 
     async def _call_forget(self, items: list[tuple[int, int]]) -> None:
         try:

@@ -90,9 +90,10 @@ class MemFS:
             raise FUSEError(errno.ENOTDIR)
         return node
 
-    @staticmethod
-    def _entry(node: Node) -> Entry:
-        return Entry(node.attributes, TIMEOUT, TIMEOUT)
+    timeout = TIMEOUT
+
+    def _entry(self, node: Node) -> Entry:
+        return Entry(node.attributes, self.timeout, self.timeout)
 
     def _touch(self, node: Node) -> None:
         node.attributes.mtime_ns = node.attributes.ctime_ns = time.time_ns()
@@ -370,16 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=0)
     parser.add_argument("--big", type=int, default=0, help="a file 'big' of this many MiB")
     parser.add_argument("--passthrough", action="store_true")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT,
+                        help="entry and attribute timeout (0: every stat is a request)")
     parser.add_argument("-o", dest="options", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
                         format="%(name)s %(levelname)s: %(message)s")
     fs = MemFS(zero_open=args.zero_open)
+    fs.timeout = args.timeout
     fs.add_file(ROOT_INODE, b"hello", b"hello world\n")
     build_tree(fs, args.files)
     if args.big:
         fs.add_file(ROOT_INODE, b"big", bytes(range(256)) * (4096 * args.big))
-    engine = NativeEngine(debug=args.debug)
+    engine = NativeEngine(debug=args.debug, passthrough=args.passthrough)
     options = {"fsname=memfs", "subtype=memfs", "default_permissions"}
     options |= {option for option in args.options.split(",") if option}
     try:
