@@ -122,6 +122,39 @@ def find_times(engine: str, mountpoint: str, files: int, zero_open: bool) -> tup
     return times[0], times[1]
 
 
+def drop_cache(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_big(mountpoint: str, backing: str, passthrough: bool) -> tuple[float, float]:
+    """(cold, warm) seconds to read a file backed on disk through the mount."""
+    command = [sys.executable, "-m", "tests.fuse.memfs", mountpoint, "--backed", backing,
+               "-o", "ro", *(["--passthrough"] if passthrough else [])]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mountpoint):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("memfs did not mount")
+            time.sleep(0.05)
+        drop_cache(backing)
+        times = []
+        for _ in range(2):
+            began = time.perf_counter()
+            with open(os.path.join(mountpoint, "backed"), "rb", buffering=0) as f:
+                while f.read(1 << 20):
+                    pass
+            times.append(time.perf_counter() - began)
+    finally:
+        stop(process, mountpoint)
+    return times[0], times[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=10000)
@@ -129,6 +162,8 @@ def main() -> None:
     parser.add_argument("--stats", type=int, default=5000)
     parser.add_argument("--serve-pyfuse3")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--big", type=int, default=0,
+                        help="instead: read a file of this many MiB with and without passthrough")
     args = parser.parse_args()
     if args.serve_pyfuse3:
         serve_pyfuse3(args.serve_pyfuse3, args.files, args.timeout)
@@ -136,6 +171,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fuse-engine-bench-", dir="/var/tmp") as scratch:
         mnt = os.path.join(scratch, "mnt")
         os.mkdir(mnt)
+        if args.big:
+            backing = os.path.join(scratch, "big")
+            with open(backing, "wb") as f:
+                for _ in range(args.big):
+                    f.write(os.urandom(1 << 20))
+            print(f"{'native engine':<24} {'cold MB/s':>10} {'warm MB/s':>10}   "
+                  f"({args.big} MiB, medians of {args.rounds})")
+            for passthrough in (False, True):
+                runs = [read_big(mnt, backing, passthrough) for _ in range(args.rounds)]
+                cold = statistics.median(c for c, _ in runs)
+                warm = statistics.median(w for _, w in runs)
+                label = "passthrough" if passthrough else "read through the daemon"
+                print(f"{label:<24} {args.big / cold:>10.0f} {args.big / warm:>10.0f}")
+            return
         rows = {}
         for engine, zero_open in (("native", False), ("pyfuse3", False), ("native", True)):
             label = engine + (" zero-open" if zero_open else "")

@@ -104,6 +104,10 @@ FOPEN_STREAM = 1 << 4
 FOPEN_NOFLUSH = 1 << 5
 FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6
 FOPEN_PASSTHROUGH = 1 << 7
+FOPEN_PASSTHROUGH_MASK = (FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES
+                          | FOPEN_NOFLUSH)
+"""The only flags the kernel accepts with FOPEN_PASSTHROUGH (fs/fuse/iomode.c):
+anything else, KEEP_CACHE included, fails the open with EIO."""
 
 # fuse_init_in.flags / flags2 (the second word as bits 32..63)
 ASYNC_READ = 1 << 0
@@ -248,7 +252,7 @@ def pack_open(opened: Opened, backing_id: int = 0) -> bytes:
     """fuse_open_out; with a backing id the file is passed through."""
     flags = open_flags(opened)
     if backing_id:
-        flags |= FOPEN_PASSTHROUGH
+        flags = (flags | FOPEN_PASSTHROUGH) & FOPEN_PASSTHROUGH_MASK
     return OPEN_OUT.pack(opened.fh, flags, backing_id)
 
 

@@ -302,7 +302,8 @@ class Session:
             MAX_BACKGROUND, CONGESTION_THRESHOLD, MAX_WRITE, 1, MAX_PAGES, 0, granted >> 32,
             1 if self.passthrough else 0, 0)
         self._reply(unique, 0, reply, abi.INIT, 0)
-        log.debug("INIT: kernel %d.%d, flags granted %#x", major, minor, granted)
+        log.debug("INIT: kernel %d.%d, flags granted %#x, passthrough %s", major, minor, granted,
+                  "on" if self.passthrough else "off")
         self.notifier.start()
         self.ops.init(self.notifier)
 

@@ -50,6 +50,8 @@ class Node:
     children: dict[bytes, int] = field(default_factory=dict)
     parent: int = ROOT_INODE
     xattrs: dict[bytes, bytes] = field(default_factory=dict)
+    backing: str | None = None
+    """A file on disk holding the data (read with pread, or passed through)."""
 
 
 class MemFS:
@@ -61,6 +63,9 @@ class MemFS:
         self.next_ino = ROOT_INODE
         self.next_fh = 1
         self.notifier: Notifier | None = None
+        self.passthrough = False
+        """Open files backed on disk with FUSE passthrough (Opened.backing_fd)."""
+        self.open_fds: dict[int, int] = {}
         self.blocked = trio.Event()
         """Reading a file named "block" waits on this (the INTERRUPT test)."""
         # Owned by whoever serves it, so a normal user's mount is writable by that user.
@@ -103,6 +108,15 @@ class MemFS:
         node = self._new(stat.S_IFREG | mode, *self.owner)
         node.data[:] = data
         node.attributes.size = len(data)
+        self._link_into(parent, name, node)
+        return node.attributes.ino
+
+    def add_backed_file(self, parent: int, name: bytes, path: str) -> int:
+        """A read-only file whose data is the file at ``path``."""
+        node = self._new(stat.S_IFREG | 0o444, *self.owner)
+        node.backing = path
+        node.attributes.size = os.stat(path).st_size
+        node.attributes.blocks = (node.attributes.size + 511) // 512
         self._link_into(parent, name, node)
         return node.attributes.ino
 
@@ -219,14 +233,20 @@ class MemFS:
         node = self._node(ino)
         if stat.S_ISDIR(node.attributes.mode):
             raise FUSEError(errno.EISDIR)
-        if self.zero_open:
+        if self.zero_open and node.backing is None:
             raise FUSEError(errno.ENOSYS)
         fh = self.next_fh
         self.next_fh += 1
-        return Opened(fh=fh, keep_cache=True)
+        if node.backing is None:
+            return Opened(fh=fh, keep_cache=True)
+        fd = os.open(node.backing, os.O_RDONLY | os.O_CLOEXEC)
+        self.open_fds[fh] = fd
+        return Opened(fh=fh, keep_cache=True, backing_fd=fd if self.passthrough else None)
 
     async def read(self, ino: int, fh: int, offset: int, size: int) -> bytes:
         node = self._node(ino)
+        if node.backing is not None:
+            return await trio.to_thread.run_sync(os.pread, self.open_fds[fh], size, offset)
         if node.data[:5] == b"block":
             await self.blocked.wait()
         return bytes(node.data[offset:offset + size])
@@ -244,7 +264,9 @@ class MemFS:
         pass
 
     async def release(self, ino: int, fh: int) -> None:
-        pass
+        fd = self.open_fds.pop(fh, None)
+        if fd is not None:
+            os.close(fd)
 
     async def fsync(self, ino: int, fh: int, datasync: bool) -> None:
         pass
@@ -369,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zero-open", action="store_true")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--files", type=int, default=0)
-    parser.add_argument("--big", type=int, default=0, help="a file 'big' of this many MiB")
+    parser.add_argument("--backed", help="a file 'backed' whose data is this file on disk")
     parser.add_argument("--passthrough", action="store_true")
     parser.add_argument("--timeout", type=float, default=TIMEOUT,
                         help="entry and attribute timeout (0: every stat is a request)")
@@ -381,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     fs.timeout = args.timeout
     fs.add_file(ROOT_INODE, b"hello", b"hello world\n")
     build_tree(fs, args.files)
-    if args.big:
-        fs.add_file(ROOT_INODE, b"big", bytes(range(256)) * (4096 * args.big))
+    if args.backed:
+        fs.add_backed_file(ROOT_INODE, b"backed", args.backed)
+    fs.passthrough = args.passthrough
     engine = NativeEngine(debug=args.debug, passthrough=args.passthrough)
     options = {"fsname=memfs", "subtype=memfs", "default_permissions"}
     options |= {option for option in args.options.split(",") if option}

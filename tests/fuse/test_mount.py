@@ -256,3 +256,19 @@ def test_options_become_flags_data_source_and_type():
     assert mounting._fusermount_options(parsed) == (
         "ro,nosuid,noatime,allow_other,default_permissions,max_read=131072,fsname=img,"
         "subtype=layerfs")
+
+
+@needs_root
+def test_passthrough_reads_go_to_the_backing_file_without_the_daemon(scratch):
+    backing = scratch / "data"
+    backing.write_bytes(os.urandom(3 << 20))
+    mnt = scratch / "mnt"
+    mnt.mkdir()
+    log = scratch / "log"
+    with memfs_mounted(mnt, "--backed", str(backing), "--passthrough", "--debug", log=log):
+        assert (mnt / "backed").read_bytes() == backing.read_bytes()
+        seen = _requests(log)
+    if "passthrough on" not in log.read_text():
+        pytest.skip("this kernel does not offer FUSE passthrough (6.9+, CONFIG_FUSE_PASSTHROUGH)")
+    assert "OPEN" in seen and "RELEASE" in seen
+    assert "READ" not in seen, "reads reached the daemon: not passed through"
