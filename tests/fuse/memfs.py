@@ -395,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passthrough", action="store_true")
     parser.add_argument("--timeout", type=float, default=TIMEOUT,
                         help="entry and attribute timeout (0: every stat is a request)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="fork after mounting (as layerfs does): the parent prints the "
+                             "child's pid and exits, the child serves")
     parser.add_argument("-o", dest="options", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
@@ -414,7 +417,17 @@ def main(argv: list[str] | None = None) -> int:
     except MountError as exc:
         print(f"memfs: {exc}", file=sys.stderr)
         return 1
-    print("mounted", flush=True)
+    if args.daemon:
+        child = os.fork()
+        if child:
+            print(child, flush=True)
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    else:
+        print("mounted", flush=True)
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:

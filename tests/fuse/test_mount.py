@@ -272,3 +272,27 @@ def test_passthrough_reads_go_to_the_backing_file_without_the_daemon(scratch):
         pytest.skip("this kernel does not offer FUSE passthrough (6.9+, CONFIG_FUSE_PASSTHROUGH)")
     assert "OPEN" in seen and "RELEASE" in seen
     assert "READ" not in seen, "reads reached the daemon: not passed through"
+
+
+@needs_root
+def test_the_descriptor_survives_fork_and_an_external_umount_ends_the_daemon(scratch):
+    """layerfs mounts, then daemonizes, then serves: the same order here."""
+    mnt = scratch / "mnt"
+    mnt.mkdir()
+    started = subprocess.run([sys.executable, "-m", "tests.fuse.memfs", str(mnt), "--daemon"],
+                             env=layerfs_env(), capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    child = int(started.stdout)
+    try:
+        assert is_mounted(mnt) and (mnt / "hello").read_bytes() == b"hello world\n"
+        cleared = subprocess.run([sys.executable, "-m", "layerfs", "umount", str(mnt)],
+                                 env=layerfs_env(), capture_output=True, text=True, timeout=60)
+        assert cleared.returncode == 0, cleared.stderr
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists(), "the daemon outlived its mount"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        force_unmount(mnt)
