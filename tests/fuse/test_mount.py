@@ -296,3 +296,29 @@ def test_the_descriptor_survives_fork_and_an_external_umount_ends_the_daemon(scr
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
         force_unmount(mnt)
+
+
+USERNS_SCRIPT = """
+set -e
+python=$1 mnt=$2
+"$python" -m tests.fuse.memfs "$mnt" --daemon > /dev/null
+cat "$mnt/hello"
+umount "$mnt"
+"""
+
+
+def test_root_of_a_user_namespace_mounts_with_mount2(scratch, unprivileged_user):
+    """euid 0 in a user namespace: mount(2) of FUSE is allowed there (FS_USERNS_MOUNT)."""
+    user = unprivileged_user
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    mnt = _user_mountpoint(scratch, user)
+    command = ["env", f"PYTHONPATH={REPO_ROOT}", "unshare", "-Urm", "sh", "-c", USERNS_SCRIPT,
+               "sh", sys.executable, str(mnt)]
+    probe = _as_user(user, "unshare", "-Urm", "true")
+    if probe.returncode != 0:
+        pytest.skip(f"no user namespaces for a normal user here: {probe.stderr.strip()}")
+    done = _as_user(user, *command)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello world\n"
+    assert not is_mounted(mnt)  # the namespace's mount never showed here
