@@ -46,8 +46,9 @@ class NativeEngine:
         """Serve until the mount goes away or :meth:`terminate` is called."""
         if self._mount is None or self._ops is None:
             raise RuntimeError("serve() before mount()")
+        allowed = frozenset({0, os.getuid()}) if self._mount.allow_root else None
         self._session = Session(self._mount.fd, self._ops, debug=self.debug,
-                                passthrough=self.passthrough)
+                                passthrough=self.passthrough, allowed_uids=allowed)
         if self._terminated:
             self._session.terminate()
         try:

@@ -63,6 +63,7 @@ class Mount:
     """The mountpoint resolved before mounting: resolving it later would be a
     request to a daemon that may not be serving."""
     by_fusermount: bool
+    allow_root: bool = False
     watcher_socket: socket.socket | None = None
     watcher: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -75,6 +76,9 @@ class ParsedOptions:
     subtype: str = ""
     auto_unmount: bool = False
     allow_other: bool = False
+    allow_root: bool = False
+    """Others than root and the owner are turned away by the engine (the kernel
+    only knows allow_other, which this implies)."""
     given: list[str] = field(default_factory=list)
 
 
@@ -97,6 +101,8 @@ def parse_options(options: set[str] | frozenset[str]) -> ParsedOptions:
             parsed.subtype = value
         elif key in _ENGINE_OPTIONS and not value:
             parsed.auto_unmount = True
+        elif key == "allow_root" and not value:
+            parsed.allow_root = parsed.allow_other = True
         else:
             raise MountError(f"-o {option}: unknown FUSE mount option")
     return parsed
@@ -105,6 +111,14 @@ def parse_options(options: set[str] | frozenset[str]) -> ParsedOptions:
 def mount(mountpoint: str, options: set[str] | frozenset[str]) -> Mount:
     """Mount a FUSE filesystem at ``mountpoint``: the descriptor to serve it on."""
     parsed = parse_options(options)
+    made = _mount(mountpoint, parsed)
+    made.allow_root = parsed.allow_root
+    return made
+
+
+def _mount(mountpoint: str, parsed: ParsedOptions) -> Mount:
+    if parsed.allow_root and "allow_other" in parsed.data:
+        raise MountError("-o allow_root and -o allow_other: choose one")
     if not os.path.exists(FUSE_DEVICE):
         raise MountError(f"{FUSE_DEVICE}: no FUSE device on this machine (load the fuse module)")
     if os.geteuid() == 0 and not parsed.auto_unmount:
@@ -130,7 +144,9 @@ def _mount_syscall(mountpoint: str, parsed: ParsedOptions) -> Mount:
         raise MountError(f"{mountpoint}: mountpoint: {_mount_reason(exc.errno or 0)}") from None
     target = os.path.realpath(mountpoint)
     data = ",".join([f"fd={fd}", f"rootmode={stat.S_IFMT(st.st_mode):o}",
-                     f"user_id={os.getuid()}", f"group_id={os.getgid()}", *parsed.data])
+                     f"user_id={os.getuid()}", f"group_id={os.getgid()}", *parsed.data,
+                     *(["allow_other"] if parsed.allow_root and "allow_other" not in parsed.data
+                       else [])])
     fstype = f"fuse.{parsed.subtype}" if parsed.subtype else "fuse"
     source = parsed.fsname or parsed.subtype or "fuse"
     result = _libc.mount(os.fsencode(source), os.fsencode(mountpoint), fstype.encode(),
@@ -154,6 +170,8 @@ def _mount_reason(err: int) -> str:
 def _fusermount_options(parsed: ParsedOptions) -> str:
     opts = [name for bit, name in sorted(_FLAG_NAMES.items()) if parsed.flags & bit]
     opts += parsed.data
+    if parsed.allow_root:
+        opts.append("allow_root")
     if parsed.fsname:
         opts.append(f"fsname={parsed.fsname}")
     if parsed.subtype:
@@ -170,7 +188,8 @@ def _check_fusermount(parsed: ParsedOptions) -> str:
     if os.geteuid() != 0 and not os.stat(program).st_mode & stat.S_ISUID:
         raise MountError(f"{program}: not setuid root, so it cannot mount for a normal user")
     if parsed.allow_other and os.geteuid() != 0 and not _user_allow_other():
-        raise MountError("-o allow_other: needs 'user_allow_other' in /etc/fuse.conf "
+        option = "allow_root" if parsed.allow_root else "allow_other"
+        raise MountError(f"-o {option}: needs 'user_allow_other' in /etc/fuse.conf "
                          "to be used by a normal user")
     return program
 

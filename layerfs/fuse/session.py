@@ -53,6 +53,13 @@ walk that lists gets every entry's lookup for free)."""
 
 EARLY_INTERRUPTS = 64
 
+OPEN_FILE_OPCODES = frozenset({
+    abi.INIT, abi.FORGET, abi.BATCH_FORGET, abi.INTERRUPT, abi.DESTROY, abi.READ, abi.WRITE,
+    abi.FSYNC, abi.FLUSH, abi.RELEASE, abi.READDIR, abi.READDIRPLUS, abi.FSYNCDIR,
+    abi.RELEASEDIR, abi.LSEEK})
+"""Requests on what is already open (or no one's): served to anyone under
+allow_root, since an open descriptor may have been handed to another user."""
+
 Handler = Callable[[int, bytes, int, int, int], Awaitable[Any]]
 
 
@@ -64,8 +71,10 @@ class Session:
     """Serve ``ops`` on the FUSE descriptor ``fd`` until unmounted or terminated."""
 
     def __init__(self, fd: int, ops: Operations, *, debug: bool = False,
-                 passthrough: bool = False) -> None:
+                 passthrough: bool = False, allowed_uids: frozenset[int] | None = None) -> None:
         self.fd = fd
+        self.allowed_uids = allowed_uids
+        """With allow_root: the only callers served, but on files already open."""
         self.ops = ops
         self.debug = debug or log.isEnabledFor(logging.DEBUG)
         self.want_passthrough = passthrough
@@ -197,6 +206,10 @@ class Session:
             log.error("malformed request %s (unique %d): header says %d bytes, read %d",
                       abi.OPCODE_NAMES.get(opcode, opcode), unique, length, size)
             self._reply_error(unique, errno.EIO, opcode, nodeid)
+            return True
+        if self.allowed_uids is not None and uid not in self.allowed_uids \
+                and opcode not in OPEN_FILE_OPCODES:
+            self._reply_error(unique, errno.EACCES, opcode, nodeid)
             return True
         handler = self._handlers.get(opcode)
         if handler is not None:

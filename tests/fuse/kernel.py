@@ -21,6 +21,7 @@ class FakeKernel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = trio.socket.from_stdlib_socket(sock)
         self.unique = 100
+        self.uid = 0
 
     async def send(self, opcode: int, body: bytes = b"", *, nodeid: int = abi.ROOT_ID,
                    unique: int | None = None, length: int | None = None) -> int:
@@ -28,7 +29,7 @@ class FakeKernel:
             self.unique += 2
             unique = self.unique
         size = abi.IN_HEADER.size + len(body) if length is None else length
-        header = abi.IN_HEADER.pack(size, opcode, unique, nodeid, 0, 0, 1234, 0, 0)
+        header = abi.IN_HEADER.pack(size, opcode, unique, nodeid, self.uid, 0, 1234, 0, 0)
         await self.sock.send(header + body)
         return unique
 

@@ -248,6 +248,7 @@ def test_mount_errors_are_one_clear_exception(scratch):
 
 
 def test_options_become_flags_data_source_and_type():
+    assert mounting.parse_options({"allow_root"}).allow_other  # the kernel knows only that
     parsed = mounting.parse_options({"ro", "default_permissions", "allow_other", "fsname=img",
                                      "subtype=layerfs", "noatime", "dev", "max_read=131072"})
     assert parsed.flags == 1 | 2 | 1024  # ro, nosuid (default), noatime; dev lifts nodev

@@ -303,3 +303,17 @@ def test_terminate_ends_the_session():
         await trio.sleep(0.05)
 
     serve(test)
+
+
+def test_allow_root_turns_other_users_away_but_serves_open_files():
+    async def test(kernel: FakeKernel, session: Session, fs: MemFS) -> None:
+        kernel.uid = 1000
+        error, _ = await kernel.call(abi.LOOKUP, names(b"hello"))
+        assert error == errno.EACCES
+        error, payload = await kernel.call(abi.READ, read_in(0, 0, 5), nodeid=2)
+        assert (error, payload) == (0, b"hello")
+        kernel.uid = 0
+        error, _ = await kernel.call(abi.LOOKUP, names(b"hello"))
+        assert error == 0
+
+    serve(test, allowed_uids=frozenset({0}))
