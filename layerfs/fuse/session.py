@@ -318,7 +318,10 @@ class Session:
         log.debug("INIT: kernel %d.%d, flags granted %#x, passthrough %s", major, minor, granted,
                   "on" if self.passthrough else "off")
         self.notifier.start()
-        self.ops.init(self.notifier)
+        try:
+            self.ops.init(self.notifier)
+        except Exception:
+            log.exception("the filesystem's init failed")
 
     async def _forget(self, nodeid: int, body: bytes) -> None:
         try:
@@ -483,7 +486,9 @@ class Session:
 
     async def _read(self, nodeid: int, body: bytes, uid: int, gid: int, pid: int) -> Any:
         fh, offset, size, _, _, _, _ = abi.READ_IN.unpack_from(body)
-        return await self.ops.read(nodeid, fh, offset, size)
+        data = await self.ops.read(nodeid, fh, offset, size)
+        # More than asked would make the kernel refuse the whole reply.
+        return data if len(data) <= size else memoryview(data)[:size]
 
     async def _write(self, nodeid: int, body: bytes, uid: int, gid: int, pid: int) -> bytes:
         fh, offset, size, _, _, _, _ = abi.WRITE_IN.unpack_from(body)
