@@ -20,6 +20,10 @@ class NativeEngine:
     """layerfs's own implementation of the FUSE protocol (:mod:`layerfs.fuse.session`)."""
 
     name = "native"
+    zero_message_opens = True
+    """The filesystem may answer OPEN/OPENDIR with ENOSYS: the kernel then opens
+    without asking (FUSE_NO_OPEN_SUPPORT and FUSE_NO_OPENDIR_SUPPORT are asked
+    for at INIT; every kernel since 5.1 grants them)."""
 
     def __init__(self, *, debug: bool = False, passthrough: bool = False) -> None:
         self.debug = debug
