@@ -20,6 +20,7 @@ import logging
 import os
 import struct
 import time
+import types
 from typing import Any, Awaitable, Callable
 
 import trio
@@ -61,6 +62,28 @@ OPEN_FILE_OPCODES = frozenset({
 allow_root, since an open descriptor may have been handed to another user."""
 
 Handler = Callable[[int, bytes, int, int, int], Awaitable[Any]]
+
+
+@types.coroutine
+def _resume(coro: Any, trap: Any) -> Any:
+    """Go on running ``coro`` in this task after its first step, taken by hand,
+    yielded ``trap`` (what ``await coro`` would have done from the start)."""
+    while True:
+        try:
+            sent = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                trap = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                trap = coro.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 class MalformedRequest(Exception):
@@ -238,15 +261,29 @@ class Session:
 
     async def _serve(self, handler: Handler, opcode: int, unique: int, nodeid: int, body: Any,
                      uid: int, gid: int, pid: int) -> None:
-        scope = trio.CancelScope()
-        self._active[unique] = scope
-        if self._early_interrupts and self._early_interrupts.pop(unique, None) is not None:
-            scope.cancel()
         error = 0
         payload: Any = b""
+        interrupted = False
         try:
-            with scope:
-                payload = await handler(nodeid, body, uid, gid, pid)
+            # Most requests are answered from memory without ever waiting: take
+            # the handler's first step by hand, and only a request that does
+            # wait gets a cancel scope an INTERRUPT can reach.
+            coro = handler(nodeid, body, uid, gid, pid)
+            try:
+                trap = coro.send(None)
+            except StopIteration as done:
+                payload = done.value
+            else:
+                scope = trio.CancelScope()
+                self._active[unique] = scope
+                if self._early_interrupts and self._early_interrupts.pop(unique, None):
+                    scope.cancel()
+                try:
+                    with scope:
+                        payload = await _resume(coro, trap)
+                finally:
+                    del self._active[unique]
+                interrupted = scope.cancelled_caught
         except FUSEError as exc:
             error = exc.errno
         except (struct.error, MalformedRequest) as exc:
@@ -256,9 +293,7 @@ class Session:
         except Exception:
             log.exception("%s (nodeid %d) failed", abi.OPCODE_NAMES[opcode], nodeid)
             error = errno.EIO
-        finally:
-            del self._active[unique]
-        if scope.cancelled_caught:
+        if interrupted:
             error = errno.EINTR
         if error:
             self._reply_error(unique, error, opcode, nodeid)
