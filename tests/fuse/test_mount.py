@@ -214,8 +214,13 @@ def test_a_killed_daemon_leaves_a_mount_that_layerfs_umount_clears(scratch):
 
 
 def _requests(log: Path) -> list[str]:
-    """The opcodes the daemon logged so far (one DEBUG line per request)."""
-    time.sleep(0.2)  # the daemon logs right after replying
+    """The opcodes the daemon logged so far (one DEBUG line per request), once
+    the log has stopped growing (the daemon logs right after replying)."""
+    deadline = time.monotonic() + 10
+    size = -1
+    while size != log.stat().st_size and time.monotonic() < deadline:
+        size = log.stat().st_size
+        time.sleep(0.3)
     return [line.split()[2] for line in log.read_text().splitlines()
             if line.startswith("layerfs.fuse DEBUG:") and "unique=" in line]
 
