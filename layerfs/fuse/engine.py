@@ -25,9 +25,14 @@ class NativeEngine:
     without asking (FUSE_NO_OPEN_SUPPORT and FUSE_NO_OPENDIR_SUPPORT are asked
     for at INIT; every kernel since 5.1 grants them)."""
 
-    def __init__(self, *, debug: bool = False, passthrough: bool = False) -> None:
+    def __init__(self, *, debug: bool = False, passthrough: bool = False,
+                 posix_acl: bool = False) -> None:
         self.debug = debug
         self.passthrough = passthrough
+        """Ask for FUSE passthrough (Opened.backing_fd): root, kernel 6.9+."""
+        self.posix_acl = posix_acl
+        """Ask for FUSE_POSIX_ACL: the kernel checks and caches ACLs itself (it then
+        asks for system.posix_acl_* once per inode instead of on every listing)."""
         self._mount: mounting.Mount | None = None
         self._ops: Operations | None = None
         self._session: Session | None = None
@@ -52,7 +57,8 @@ class NativeEngine:
             raise RuntimeError("serve() before mount()")
         allowed = frozenset({0, os.getuid()}) if self._mount.allow_root else None
         self._session = Session(self._mount.fd, self._ops, debug=self.debug,
-                                passthrough=self.passthrough, allowed_uids=allowed)
+                                passthrough=self.passthrough, posix_acl=self.posix_acl,
+                                allowed_uids=allowed)
         if self._terminated:
             self._session.terminate()
         try:

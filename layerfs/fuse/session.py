@@ -94,8 +94,10 @@ class Session:
     """Serve ``ops`` on the FUSE descriptor ``fd`` until unmounted or terminated."""
 
     def __init__(self, fd: int, ops: Operations, *, debug: bool = False,
-                 passthrough: bool = False, allowed_uids: frozenset[int] | None = None) -> None:
+                 passthrough: bool = False, posix_acl: bool = False,
+                 allowed_uids: frozenset[int] | None = None) -> None:
         self.fd = fd
+        self.want_posix_acl = posix_acl
         self.allowed_uids = allowed_uids
         """With allow_root: the only callers served, but on files already open."""
         self.ops = ops
@@ -339,6 +341,8 @@ class Session:
         wanted = WANTED_FLAGS
         if self.want_passthrough:
             wanted |= abi.PASSTHROUGH
+        if self.want_posix_acl:
+            wanted |= abi.POSIX_ACL
         granted = flags & wanted
         self.proto_minor = min(minor, abi.KERNEL_MINOR_VERSION)
         self.flags = granted
