@@ -2,10 +2,12 @@
 
 A :class:`Session` owns a descriptor that speaks the kernel protocol
 (``/dev/fuse`` after a mount, or one end of a SOCK_SEQPACKET pair in the
-tests). One trio task reads requests; each request is served in a task of
-its own, so a slow one (a layer read in a worker thread) holds up no other.
-Decoding a request and encoding its reply is here; what a request means is
-:mod:`layerfs.fuse.api`'s ``Operations``, called with plain values.
+tests). Worker tasks on one trio loop take turns at reading; the one that
+read a request serves it at once while another reads the next, so a slow
+request (a layer read in a worker thread) holds up no other and no task is
+created per request. Decoding a request and encoding its reply is here; what
+a request means is :mod:`layerfs.fuse.api`'s ``Operations``, called with
+plain values.
 
 Failures are answered, never fatal: a FUSEError is its errno, any other
 exception a logged EIO, a malformed or truncated request a logged EIO, an
