@@ -26,13 +26,16 @@ class NativeEngine:
     for at INIT; every kernel since 5.1 grants them)."""
 
     def __init__(self, *, debug: bool = False, passthrough: bool = False,
-                 posix_acl: bool = False) -> None:
+                 posix_acl: bool = False, readdirplus_auto: bool = False) -> None:
         self.debug = debug
         self.passthrough = passthrough
         """Ask for FUSE passthrough (Opened.backing_fd): root, kernel 6.9+."""
         self.posix_acl = posix_acl
         """Ask for FUSE_POSIX_ACL: the kernel checks and caches ACLs itself (it then
         asks for system.posix_acl_* once per inode instead of on every listing)."""
+        self.readdirplus_auto = readdirplus_auto
+        """Let the kernel list without attributes when nothing stats the entries
+        (FUSE_READDIRPLUS_AUTO) instead of always with them."""
         self._mount: mounting.Mount | None = None
         self._ops: Operations | None = None
         self._session: Session | None = None
@@ -58,7 +61,7 @@ class NativeEngine:
         allowed = frozenset({0, os.getuid()}) if self._mount.allow_root else None
         self._session = Session(self._mount.fd, self._ops, debug=self.debug,
                                 passthrough=self.passthrough, posix_acl=self.posix_acl,
-                                allowed_uids=allowed)
+                                readdirplus_auto=self.readdirplus_auto, allowed_uids=allowed)
         if self._terminated:
             self._session.terminate()
         try:

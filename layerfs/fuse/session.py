@@ -97,9 +97,10 @@ class Session:
 
     def __init__(self, fd: int, ops: Operations, *, debug: bool = False,
                  passthrough: bool = False, posix_acl: bool = False,
-                 allowed_uids: frozenset[int] | None = None) -> None:
+                 readdirplus_auto: bool = False, allowed_uids: frozenset[int] | None = None) -> None:
         self.fd = fd
         self.want_posix_acl = posix_acl
+        self.want_readdirplus_auto = readdirplus_auto
         self.allowed_uids = allowed_uids
         """With allow_root: the only callers served, but on files already open."""
         self.ops = ops
@@ -345,6 +346,8 @@ class Session:
             wanted |= abi.PASSTHROUGH
         if self.want_posix_acl:
             wanted |= abi.POSIX_ACL
+        if self.want_readdirplus_auto:
+            wanted |= abi.READDIRPLUS_AUTO
         granted = flags & wanted
         self.proto_minor = min(minor, abi.KERNEL_MINOR_VERSION)
         self.flags = granted

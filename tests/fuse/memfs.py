@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=TIMEOUT,
                         help="entry and attribute timeout (0: every stat is a request)")
     parser.add_argument("--posix-acl", action="store_true")
+    parser.add_argument("--readdirplus-auto", action="store_true")
     parser.add_argument("--daemon", action="store_true",
                         help="fork after mounting (as layerfs does): the parent prints the "
                              "child's pid and exits, the child serves")
@@ -411,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         fs.add_backed_file(ROOT_INODE, b"backed", args.backed)
     fs.passthrough = args.passthrough
     engine = NativeEngine(debug=args.debug, passthrough=args.passthrough,
-                          posix_acl=args.posix_acl)
+                          posix_acl=args.posix_acl, readdirplus_auto=args.readdirplus_auto)
     options = {"fsname=memfs", "subtype=memfs", "default_permissions"}
     options |= {option for option in args.options.split(",") if option}
     try:
