@@ -141,7 +141,7 @@ def _mount_syscall(mountpoint: str, parsed: ParsedOptions) -> Mount:
         st = os.stat(mountpoint)
     except OSError as exc:
         os.close(fd)
-        raise MountError(f"{mountpoint}: mountpoint: {_mount_reason(exc.errno or 0)}") from None
+        raise MountError(f"{mountpoint}: {_mount_reason(exc.errno or 0)}") from None
     target = os.path.realpath(mountpoint)
     data = ",".join([f"fd={fd}", f"rootmode={stat.S_IFMT(st.st_mode):o}",
                      f"user_id={os.getuid()}", f"group_id={os.getgid()}", *parsed.data,
