@@ -97,6 +97,13 @@ class Opened:
     noflush: bool = False
     """The kernel need not send FLUSH on close."""
     nonseekable: bool = False
+    backing_fd: int | None = None
+    """OPEN and CREATE only: a descriptor of the file holding the data, for the
+    kernel to read and write directly (FUSE passthrough, root and kernel 6.9+
+    only; ignored where the engine cannot). The engine registers it with the
+    kernel while it answers; the descriptor stays the filesystem's to close.
+    The kernel then ignores keep_cache, and fails with EIO an open of an inode
+    that is open both ways at once: give one on every open of an inode or on none."""
 
 
 @dataclass(slots=True)
