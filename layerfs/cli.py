@@ -14,11 +14,12 @@ from . import __version__
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
+from .images.detect import absolute_spec
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
-from .options import parse_options
+from .options import MountOptions, parse_options
 from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
@@ -143,26 +144,44 @@ def _cache(args: argparse.Namespace) -> LayerCache:
     return LayerCache(args.cache_dir, limits=limits)
 
 
-def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
-    options = parse_options(args.options)
+def _image_for_mount(args: argparse.Namespace, options: MountOptions) -> Image:
     explicit = args.layer or options.lowerdirs
     if args.layer and options.lowerdirs:
         raise UsageError("give layers either with --layer or with -o lowerdir=, not both")
     if explicit:
         if args.image is not None:
             raise UsageError("with --layer or -o lowerdir= give only the MOUNTPOINT")
-        return open_explicit_layers(list(explicit)), args.mountpoint
+        return open_explicit_layers(list(explicit))
     if args.image is None:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
-    image = open_image(args.image, args.format, image_ref=args.image_ref,
-                       platform=args.platform, cache=_cache(args),
-                       quiet=args.quiet, remote=remote_options(args))
-    return image, args.mountpoint
+    return open_image(args.image, args.format, image_ref=args.image_ref,
+                      platform=args.platform, cache=_cache(args),
+                      quiet=args.quiet, remote=remote_options(args))
+
+
+def _absolute_paths(args: argparse.Namespace, options: MountOptions) -> None:
+    """Make every path the user gave absolute, against their working directory: the
+    background daemon runs from / and reads some of them later (the log, the cache of
+    a lazy pull, the upper dir)."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else os.path.abspath(path)
+
+    for name in ("log", "cache_dir", "upper", "work", "authfile", "mountpoint"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, absolute(getattr(args, name)))
+    args.layer = [os.path.abspath(path) for path in args.layer]
+    if args.image is not None:
+        args.image = absolute_spec(args.image)
+    options.lowerdirs = [os.path.abspath(path) for path in options.lowerdirs]
+    options.upperdir = absolute(options.upperdir)
+    options.workdir = absolute(options.workdir)
 
 
 def _cmd_mount(args: argparse.Namespace) -> int:
-    image, mountpoint = _image_for_mount(args)
     options = parse_options(args.options)
+    _absolute_paths(args, options)
+    image = _image_for_mount(args, options)
+    mountpoint = args.mountpoint
     upperdir = args.upper or options.upperdir
     workdir = args.work or options.workdir
     if args.upper and options.upperdir or args.work and options.workdir:

@@ -21,6 +21,7 @@ image of a store or archive (``/var/lib/docker:nginx:latest``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -90,6 +91,18 @@ def split_spec(spec: str) -> tuple[Path, str | None]:
         if position and Path(spec[:position]).exists():
             return Path(spec[:position]), spec[position + 1:] or None
     raise ImageError(f"{spec}: no such image (file or directory)")
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with its path made absolute (against the working directory now), its
+    reference kept; a registry reference or a spec naming nothing is returned as it is."""
+    if spec.startswith(("docker://", "oci://")):
+        return spec
+    try:
+        path, ref = split_spec(spec)
+    except ImageError:
+        return spec
+    return os.path.abspath(path) + (f":{ref}" if ref is not None else "")
 
 
 def read_image(spec: str, form: str | None = None, *, image_ref: str | None = None,

@@ -325,3 +325,47 @@ def test_a_layer_dir_swapped_for_a_symlink_is_never_followed(image, mountpoint):
                 f.read()
         assert raised.value.errno == errno.EIO
         assert process.poll() is None
+
+
+def test_background_mount_resolves_relative_paths_against_the_callers_cwd(scratch):
+    """The daemon runs from /: every path typed relative to the caller's cwd (image, cache
+    dir, upper and work dir, log, mountpoint) must mean the same in the daemon."""
+    from tests.images.tarbuild import f, layer_tar, write_oci_layout
+
+    write_oci_layout(scratch / "layout", {"v1": [layer_tar([f("etc/motd", b"hello\n")])]})
+    (scratch / "mnt").mkdir()
+    (scratch / "up").mkdir()
+    (scratch / "wk").mkdir()
+    result = run_layerfs("mount", "--log", "x.log", "--cache-dir", "cache", "--upper", "up",
+                         "--work", "wk", "layout:v1", "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (scratch / "mnt" / "etc" / "motd").read_bytes() == b"hello\n"
+        (scratch / "mnt" / "new").write_bytes(b"written")
+        assert (scratch / "up" / "new").read_bytes() == b"written"
+        assert (scratch / "wk" / "work").is_dir()
+        assert any((scratch / "cache").iterdir()), "the layer was not unpacked into ./cache"
+        assert wait_until(lambda: (scratch / "x.log").exists()
+                          and "serving" in (scratch / "x.log").read_text())
+    finally:
+        run_layerfs("umount", "mnt", cwd=scratch)
+        force_unmount(scratch / "mnt")
+    assert not is_mounted(scratch / "mnt")
+    assert not os.path.exists("/x.log")
+
+
+def test_relative_layer_options_in_the_background(image, scratch):
+    (scratch / "mnt").mkdir()
+    top, bottom = os.path.relpath(image / "1", scratch), os.path.relpath(image / "0", scratch)
+    result = run_layerfs("mount", "-o", f"lowerdir={top}:{bottom}", "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (scratch / "mnt" / "opt" / "app").read_bytes() == b"app"
+    finally:
+        force_unmount(scratch / "mnt")
+    result = run_layerfs("mount", "--layer", bottom, "--layer", top, "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert sorted(os.listdir(scratch / "mnt" / "etc")) == ["passwd"]
+    finally:
+        force_unmount(scratch / "mnt")
