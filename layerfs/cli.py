@@ -27,7 +27,7 @@ from .registry.source import is_remote, read_remote
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
-from .upper import open_writable
+from .upper import default_workdir, open_writable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -189,24 +189,47 @@ def _cmd_mount(args: argparse.Namespace) -> int:
                          "upperdir=/workdir=, not both")
     if workdir and not upperdir:
         raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
-    upper = None
-    index: PathIndex | DeferredIndex
-    if upperdir:
-        if options.upperdir and not options.workdir:
-            raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-        layers = image.layers if image.pending is None else image.pending.wait()
-        index, upper = open_writable(layers, upperdir, workdir,
-                                     userxattr=True if options.userxattr else None,
-                                     redirect_dir=options.redirect_dir,
-                                     volatile=options.volatile,
-                                     read_only=options.read_only)
-    elif image.pending is not None:  # live now, its files once the layers are there
-        index = DeferredIndex(image.pending)
-    else:
-        index = PathIndex(image.layers)
-    serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log, upper=upper)
+    # What a failed mount leaves must be what was there: the work dir it would make.
+    made = _dirs_made_by(upperdir, workdir) if upperdir and not options.read_only else []
+    launcher = os.getpid()
+    try:
+        upper = None
+        index: PathIndex | DeferredIndex
+        if upperdir:
+            if options.upperdir and not options.workdir:
+                raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
+            layers = image.layers if image.pending is None else image.pending.wait()
+            index, upper = open_writable(layers, upperdir, workdir,
+                                         userxattr=True if options.userxattr else None,
+                                         redirect_dir=options.redirect_dir,
+                                         volatile=options.volatile,
+                                         read_only=options.read_only)
+        elif image.pending is not None:  # live now, its files once the layers are there
+            index = DeferredIndex(image.pending)
+        else:
+            index = PathIndex(image.layers)
+        serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
+              debug=args.debug, log_file=args.log, upper=upper)
+    except BaseException:
+        if os.getpid() == launcher:  # not the daemon: the mount never went live
+            _remove_made(made)
+        raise
     return 0
+
+
+def _dirs_made_by(upperdir: str, workdir: str | None) -> list[str]:
+    """The dirs mounting with this upper and work dir creates (outermost first)."""
+    workdir = workdir or default_workdir(upperdir)
+    return [path for path in (workdir, os.path.join(workdir, "work"))
+            if not os.path.lexists(path)]
+
+
+def _remove_made(paths: list[str]) -> None:
+    for path in reversed(paths):
+        try:
+            os.rmdir(path)  # empty when this mount made it; otherwise it stays
+        except OSError:
+            pass
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

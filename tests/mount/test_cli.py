@@ -369,3 +369,26 @@ def test_relative_layer_options_in_the_background(image, scratch):
         assert sorted(os.listdir(scratch / "mnt" / "etc")) == ["passwd"]
     finally:
         force_unmount(scratch / "mnt")
+
+
+@pytest.mark.parametrize("case", ["missing-upper", "missing-mountpoint", "given-work-dir"])
+def test_a_failed_writable_mount_leaves_nothing_behind(image, scratch, case):
+    """Only what the failed mount itself created goes: the default work dir beside the
+    upper dir, or the work/ inside a work dir the user gave (which stays)."""
+    upper, mountpoint, work = scratch / "up", scratch / "mnt", scratch / "wk"
+    if case != "missing-upper":
+        upper.mkdir()
+    if case == "missing-upper":
+        mountpoint.mkdir()
+    args = ["--upper", str(upper)]
+    if case == "given-work-dir":
+        work.mkdir()
+        args += ["--work", str(work)]
+    args.append(str(image))
+    before = sorted(p.name for p in scratch.iterdir())
+    result = run_layerfs("mount", *args, str(mountpoint))
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in scratch.iterdir()) == before
+    if case == "given-work-dir":
+        assert list(work.iterdir()) == []
