@@ -392,3 +392,23 @@ def test_a_failed_writable_mount_leaves_nothing_behind(image, scratch, case):
     assert sorted(p.name for p in scratch.iterdir()) == before
     if case == "given-work-dir":
         assert list(work.iterdir()) == []
+
+
+def test_a_background_daemon_without_syslog_logs_to_a_file_it_names(image, mountpoint, scratch):
+    if os.path.exists("/dev/log"):
+        pytest.skip("this machine has a syslog socket (/dev/log): the daemon logs there")
+    from tests.support.mounting import layerfs_command, layerfs_env
+
+    env = dict(layerfs_env(), XDG_STATE_HOME=str(scratch / "state"))
+    result = subprocess.run(layerfs_command("mount", str(image), str(mountpoint)), env=env,
+                            capture_output=True, text=True, timeout=120)
+    try:
+        assert result.returncode == 0, result.stderr
+        logs = list((scratch / "state" / "layerfs").glob("*.log"))
+        assert len(logs) == 1
+        assert result.stderr.count(str(logs[0])) == 1, result.stderr
+        assert wait_until(lambda: "serving" in logs[0].read_text())
+    finally:
+        run_layerfs("umount", str(mountpoint))
+    assert wait_until(lambda: "unmounting" in logs[0].read_text()
+                      or not daemon_pids(mountpoint))

@@ -1,0 +1,32 @@
+"""Where a background daemon logs when it is given no ``--log`` and the machine has no
+syslog socket: a file per mount under ``$XDG_STATE_HOME/layerfs/`` (default
+``~/.local/state/layerfs/``), so that an error of a daemon (a lazy pull that fails) is
+never dropped unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SYSLOG_SOCKET = "/dev/log"
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "layerfs"
+
+
+def daemon_log_file(mountpoint: str) -> str | None:
+    """The file the daemon of ``mountpoint`` (a resolved path: a stat of a live mount
+    nobody serves yet would hang) logs to when syslog cannot take its log (None when it
+    can); its path is said once on stderr."""
+    if os.path.exists(SYSLOG_SOCKET):
+        return None
+    name = mountpoint.strip("/").replace("/", "-") or "root"
+    path = state_dir() / f"mount-{name}-{os.getpid()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    print(f"layerfs: no syslog here ({SYSLOG_SOCKET}); the daemon logs to {path}",
+          file=sys.stderr)
+    return str(path)
