@@ -11,16 +11,16 @@ import os
 import sys
 
 from . import __version__
+from .cliopts import CACHE_HELP, add_image_options, remote_options
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
-from .images import FORMS, Image, open_image, read_image
+from .images import Image, open_image, read_image
 from .images.detect import absolute_spec
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
 from .options import MountOptions, parse_options
-from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
 from .registry.source import is_remote, read_remote
@@ -67,7 +67,12 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, "
                             "allow_other; generic mount options (ro, nodev, ...) are accepted")
-    _add_image_arguments(mount)
+    registry = add_image_options(mount)
+    registry.add_argument("--lazy", action="store_true",
+                          help="mount once the tables of contents are fetched and fetch "
+                               "file data on first open (zstd:chunked, eStargz and "
+                               "uncompressed layers; other layers are pulled whole in the "
+                               "background, and reads wait for them)")
     mount.add_argument("--quiet", "-q", action="store_true",
                        help="no progress display while unpacking layers")
     mount.add_argument("-f", "--foreground", action="store_true",
@@ -87,9 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "from its manifest and config alone: sizes and entries of layers not "
                     "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
-    _add_image_arguments(inspect)
+    add_image_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_remote_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
@@ -98,12 +102,12 @@ def _build_parser() -> argparse.ArgumentParser:
                                             "partial downloads.")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
-    cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_ls.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
         "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
                       "every one) and partial downloads, unless a mount or pull uses them")
-    cache_prune.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_prune.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     cache_prune.add_argument("--all", action="store_true", help="remove every unused layer")
     cache_prune.set_defaults(run=_cmd_cache_prune)
 
@@ -117,25 +121,6 @@ def _build_parser() -> argparse.ArgumentParser:
     from .explore.cli import register as register_explore
     register_explore(commands)
     return parser
-
-
-_CACHE_HELP = "the layer cache (default: $XDG_CACHE_HOME/layerfs, i.e. ~/.cache/layerfs)"
-
-
-def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=list(FORMS), help="the image's form, if not detected")
-    parser.add_argument("--image", dest="image_ref", metavar="REF",
-                        help="which image of a store or archive: NAME[:TAG], image ID "
-                             "(full or short) or digest (same as IMAGE:REF)")
-    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                        help="which platform of a multi-arch image (default: this host's)")
-    parser.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
-    parser.add_argument("--max-layer-size", metavar="SIZE",
-                        help="refuse a tar layer bigger than SIZE uncompressed, e.g. 64G "
-                             "(default 256G; env LAYERFS_MAX_LAYER_SIZE)")
-    parser.add_argument("--max-entries", metavar="N",
-                        help="refuse a tar layer with more than N entries (default 5000000; "
-                             "env LAYERFS_MAX_ENTRIES)")
 
 
 def _cache(args: argparse.Namespace) -> LayerCache:
