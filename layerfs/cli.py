@@ -14,8 +14,7 @@ from . import __version__
 from .cliopts import CACHE_HELP, add_image_options, remote_options
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
-from .images import Image, open_image, read_image
-from .images.detect import absolute_spec
+from .images import Image, open_image, read_image, transport
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
@@ -156,7 +155,7 @@ def _absolute_paths(args: argparse.Namespace, options: MountOptions) -> None:
             setattr(args, name, absolute(getattr(args, name)))
     args.layer = [os.path.abspath(path) for path in args.layer]
     if args.image is not None:
-        args.image = absolute_spec(args.image)
+        args.image = transport.absolute(args.image)
     options.lowerdirs = [os.path.abspath(path) for path in options.lowerdirs]
     options.upperdir = absolute(options.upperdir)
     options.workdir = absolute(options.workdir)
