@@ -214,6 +214,28 @@ def test_references(store, tmp_path):
     assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
 
 
+def test_a_name_whose_first_component_is_a_namespace(store):
+    """`layerfs/test:latest` is a name, even when a namespace is called `layerfs` (it was
+    read as NAMESPACE/REF); NAMESPACE/REF still works, and the list of available images
+    of a containerd root names each image's namespace."""
+    client, root = store["client"], store["root"]
+    ctr(client, "layerfs", "image", "import", str(FIXTURES / "almostempty.tar"))
+    ctr(client, "moby", "image", "tag", "localhost:5000/whiteout:latest",
+        "docker.io/layerfs/test:latest")
+    try:
+        plan = read_image(f"{root}:layerfs/test:latest")
+        assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
+        assert read_image(f"{root}:layerfs/emptyimage").layers[-1].extra["snapshot_key"] \
+            .startswith("layerfs/")
+        result = run_layerfs("inspect", f"{root}:nosuch")
+        assert result.returncode == 1
+        assert "layerfs/docker.io/library/emptyimage:latest" in result.stderr
+        assert "moby/docker.io/layerfs/test:latest" in result.stderr
+    finally:
+        ctr(client, "moby", "image", "rm", "docker.io/layerfs/test:latest")
+        ctr(client, "layerfs", "image", "rm", "docker.io/library/emptyimage:latest")
+
+
 def test_reading_while_containerd_commits(store):
     """containerd holds its databases' exclusive lock and commits all along: every read
     sees one whole transaction (a commit meanwhile means reading again)."""
