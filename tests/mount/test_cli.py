@@ -410,5 +410,17 @@ def test_a_background_daemon_without_syslog_logs_to_a_file_it_names(image, mount
         assert wait_until(lambda: "serving" in logs[0].read_text())
     finally:
         run_layerfs("umount", str(mountpoint))
-    assert wait_until(lambda: "unmounting" in logs[0].read_text()
-                      or not daemon_pids(mountpoint))
+    # A daemon that ends cleanly having logged nothing above INFO removes its file.
+    assert wait_until(lambda: not logs[0].exists()), logs[0].read_text()
+
+
+def test_a_daemon_log_with_a_warning_is_kept(tmp_path):
+    from layerfs.logfile import _remove_if_uneventful
+
+    quiet, eventful = tmp_path / "quiet.log", tmp_path / "eventful.log"
+    quiet.write_text("2026-01-01 00:00:00,000 layerfs.mount INFO: serving 3 layers at /m\n")
+    eventful.write_text(quiet.read_text()
+                        + "2026-01-01 00:00:01,000 layerfs.fs ERROR: read: EIO\n")
+    _remove_if_uneventful(quiet)
+    _remove_if_uneventful(eventful)
+    assert not quiet.exists() and eventful.exists()
