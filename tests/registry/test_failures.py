@@ -245,7 +245,9 @@ def test_nothing_listening_fails_at_once_naming_the_reference(workdir):
     assert result.returncode == 1
     assert result.stderr.strip() == \
         f"layerfs: {ref}: manifest v1: 127.0.0.1:{port}: Connection refused", result.stderr
-    assert elapsed < 5, f"{elapsed:.1f} s to report a refused connection"
+    # One attempt, no backoff (six retries took 18 s); the bound leaves room for a loaded
+    # machine's interpreter start.
+    assert elapsed < 15, f"{elapsed:.1f} s to report a refused connection"
 
 
 def test_retries_are_shown_on_a_terminal(registry, workdir):
