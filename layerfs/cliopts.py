@@ -4,7 +4,7 @@
 ``pull`` take the same image options (``--format``, ``--image``, ``--platform``,
 ``--cache-dir``, the unpack limits) and the same registry options (``--insecure`` or
 skopeo's ``--tls-verify=false``, ``--creds``, ``--authfile``, ``--retries``,
-``--jobs``): :func:`add_image_options` adds them to a subcommand's
+``--jobs``, ``--pull``): :func:`add_image_options` adds them to a subcommand's
 parser, :func:`remote_options` reads the registry ones back, and
 :func:`image_option_argv` spells them again for a ``layerfs mount`` run as a child.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .images import FORMS
+from .registry.offline import DEFAULT_POLICY, PULL_POLICIES
 from .registry.pull import DEFAULT_JOBS, RemoteOptions
 
 CACHE_HELP = "the layer cache (default: $XDG_CACHE_HOME/layerfs, i.e. ~/.cache/layerfs)"
@@ -33,7 +34,7 @@ def add_image_options(parser: argparse.ArgumentParser, *, pull_command: bool = F
                       ) -> argparse._ArgumentGroup:
     """The image options and the registry options; ``layerfs pull`` (``pull_command``)
     does not take what only an image on disk takes (``--format``, ``--image``, the
-    unpack limits). Returns the registry group, for a command's own options."""
+    unpack limits), nor ``--pull``. Returns the registry group, for a command's own options."""
     local = not pull_command
     if local:
         parser.add_argument("--format", choices=list(FORMS),
@@ -66,6 +67,12 @@ def add_image_options(parser: argparse.ArgumentParser, *, pull_command: bool = F
     group.add_argument("--retries", type=int, default=RemoteOptions.retries, metavar="N",
                        help="retries of a failed request, with backoff "
                             f"(default {RemoteOptions.retries})")
+    if local:
+        group.add_argument("--pull", choices=PULL_POLICIES, default=DEFAULT_POLICY,
+                           help="when to ask the registry, as podman: newer (default: ask "
+                                "it, and use the image pulled before when it cannot be "
+                                "reached), always (it must answer), missing (only for an "
+                                "image not pulled yet), never (pulled images only)")
     return group
 
 
@@ -76,7 +83,9 @@ def remote_options(args: argparse.Namespace) -> RemoteOptions:
                          authfile=getattr(args, "authfile", None),
                          jobs=getattr(args, "jobs", DEFAULT_JOBS),
                          retries=getattr(args, "retries", RemoteOptions.retries),
-                         lazy=getattr(args, "lazy", False))
+                         lazy=getattr(args, "lazy", False),
+                         # `layerfs pull` asks the registry, always
+                         pull=getattr(args, "pull", "always"))
 
 
 def image_option_argv(args: argparse.Namespace) -> list[str]:
@@ -97,4 +106,6 @@ def image_option_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--retries", str(options.retries)]
     if options.jobs != DEFAULT_JOBS:
         argv += ["--jobs", str(options.jobs)]
+    if getattr(args, "pull", None) is not None:
+        argv += ["--pull", args.pull]
     return argv

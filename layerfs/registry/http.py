@@ -105,7 +105,7 @@ def _fatal(exc: Exception, what: str, url: str) -> Exception:
         return RegistryError(f"{what}: TLS handshake with {host} failed ({exc.reason}); "
                              "a registry without TLS needs --insecure")
     if isinstance(exc, socket.gaierror):
-        return RegistryError(f"{what}: cannot resolve {host} ({exc.strerror})")
+        return UnreachableError(f"{what}: cannot resolve {host} ({exc.strerror})")
     if isinstance(exc, (OSError, http.client.HTTPException)):
         return RegistryError(f"{what}: {host}: {describe_failure(exc)}")
     return exc
