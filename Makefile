@@ -8,7 +8,12 @@ TEST_PACKAGES = attr fuse-overlayfs umoci skopeo docker.io containerd podman doc
                 apache2-utils openssl
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test-setup system-packages demo test clean
+# `make install`: the commands on PATH, as symlinks into the venv (the checkout stays
+# where it is): ~/.local/bin for a user, /usr/local/bin as root; BINDIR=... overrides.
+BINDIR ?= $(shell [ "$$(id -u)" = 0 ] && echo /usr/local/bin || echo $$HOME/.local/bin)
+COMMANDS = layerfs layerfs-overlay
+
+.PHONY: setup test-setup system-packages demo test clean install uninstall
 
 setup: APT_PACKAGES = $(RUN_PACKAGES)
 setup: system-packages $(VENV)/.installed
@@ -33,6 +38,18 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
+
+install: setup
+	@mkdir -p $(BINDIR)
+	@for c in $(COMMANDS); do ln -sfn $(abspath $(VENV))/bin/$$c $(BINDIR)/$$c; \
+	    echo "$(BINDIR)/$$c -> $(abspath $(VENV))/bin/$$c"; done
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; \
+	    *) echo "note: $(BINDIR) is not on your PATH; add it (e.g. in ~/.profile)";; esac
+
+uninstall:
+	@for c in $(COMMANDS); do \
+	    if [ "$$(readlink $(BINDIR)/$$c)" = "$(abspath $(VENV))/bin/$$c" ]; then \
+	        rm -f $(BINDIR)/$$c && echo "removed $(BINDIR)/$$c"; fi; done
 
 demo: setup
 	examples/demo.sh $(VENV)/bin/layerfs

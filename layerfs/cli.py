@@ -11,23 +11,23 @@ import os
 import sys
 
 from . import __version__
+from .cliopts import CACHE_HELP, add_image_options, remote_options
 from .deferred import DeferredIndex
 from .engines import DEFAULT_ENGINE, ENGINE_VARIABLE
 from .errors import LayerfsError, UsageError
-from .images import FORMS, Image, open_image, read_image
+from .images import Image, open_image, read_image, transport
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
-from .options import ENGINES, parse_options
-from .registry.cli import add_remote_arguments, remote_options
+from .options import ENGINES, MountOptions, parse_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
 from .registry.source import is_remote, read_remote
 from .unpack import LayerCache
 from .unpack.inventory import list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
-from .upper import open_writable
+from .upper import default_workdir, open_writable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -67,7 +67,12 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
                             "allow_other; generic mount options (ro, nodev, ...) are accepted")
-    _add_image_arguments(mount)
+    registry = add_image_options(mount)
+    registry.add_argument("--lazy", action="store_true",
+                          help="mount once the tables of contents are fetched and fetch "
+                               "file data on first open (zstd:chunked, eStargz and "
+                               "uncompressed layers; other layers are pulled whole in the "
+                               "background, and reads wait for them)")
     mount.add_argument("--quiet", "-q", action="store_true",
                        help="no progress display while unpacking layers")
     mount.add_argument("-f", "--foreground", action="store_true",
@@ -91,9 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "from its manifest and config alone: sizes and entries of layers not "
                     "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
-    _add_image_arguments(inspect)
+    add_image_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_remote_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
@@ -102,12 +106,12 @@ def _build_parser() -> argparse.ArgumentParser:
                                             "partial downloads.")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
-    cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_ls.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
         "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
                       "every one) and partial downloads, unless a mount or pull uses them")
-    cache_prune.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_prune.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     cache_prune.add_argument("--all", action="store_true", help="remove every unused layer")
     cache_prune.set_defaults(run=_cmd_cache_prune)
 
@@ -123,51 +127,50 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_CACHE_HELP = "the layer cache (default: $XDG_CACHE_HOME/layerfs, i.e. ~/.cache/layerfs)"
-
-
-def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=list(FORMS), help="the image's form, if not detected")
-    parser.add_argument("--image", dest="image_ref", metavar="REF",
-                        help="which image of a store or archive: NAME[:TAG], image ID "
-                             "(full or short) or digest (same as IMAGE:REF)")
-    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
-                        help="which platform of a multi-arch image (default: this host's)")
-    parser.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
-    parser.add_argument("--max-layer-size", metavar="SIZE",
-                        help="refuse a tar layer bigger than SIZE uncompressed, e.g. 64G "
-                             "(default 256G; env LAYERFS_MAX_LAYER_SIZE)")
-    parser.add_argument("--max-entries", metavar="N",
-                        help="refuse a tar layer with more than N entries (default 5000000; "
-                             "env LAYERFS_MAX_ENTRIES)")
-
-
 def _cache(args: argparse.Namespace) -> LayerCache:
     limits = UnpackLimits.from_env(max_layer_size=getattr(args, "max_layer_size", None),
                                    max_entries=getattr(args, "max_entries", None))
     return LayerCache(args.cache_dir, limits=limits)
 
 
-def _image_for_mount(args: argparse.Namespace) -> tuple[Image, str]:
-    options = parse_options(args.options)
+def _image_for_mount(args: argparse.Namespace, options: MountOptions) -> Image:
     explicit = args.layer or options.lowerdirs
     if args.layer and options.lowerdirs:
         raise UsageError("give layers either with --layer or with -o lowerdir=, not both")
     if explicit:
         if args.image is not None:
             raise UsageError("with --layer or -o lowerdir= give only the MOUNTPOINT")
-        return open_explicit_layers(list(explicit)), args.mountpoint
+        return open_explicit_layers(list(explicit))
     if args.image is None:
         raise UsageError("mount needs IMAGE and MOUNTPOINT")
-    image = open_image(args.image, args.format, image_ref=args.image_ref,
-                       platform=args.platform, cache=_cache(args),
-                       quiet=args.quiet, remote=remote_options(args))
-    return image, args.mountpoint
+    return open_image(args.image, args.format, image_ref=args.image_ref,
+                      platform=args.platform, cache=_cache(args),
+                      quiet=args.quiet, remote=remote_options(args))
+
+
+def _absolute_paths(args: argparse.Namespace, options: MountOptions) -> None:
+    """Make every path the user gave absolute, against their working directory: the
+    background daemon runs from / and reads some of them later (the log, the cache of
+    a lazy pull, the upper dir)."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else os.path.abspath(path)
+
+    for name in ("log", "cache_dir", "upper", "work", "authfile", "mountpoint"):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, absolute(getattr(args, name)))
+    args.layer = [os.path.abspath(path) for path in args.layer]
+    if args.image is not None:
+        args.image = transport.absolute(args.image)
+    options.lowerdirs = [os.path.abspath(path) for path in options.lowerdirs]
+    options.upperdir = absolute(options.upperdir)
+    options.workdir = absolute(options.workdir)
 
 
 def _cmd_mount(args: argparse.Namespace) -> int:
-    image, mountpoint = _image_for_mount(args)
     options = parse_options(args.options)
+    _absolute_paths(args, options)
+    image = _image_for_mount(args, options)
+    mountpoint = args.mountpoint
     upperdir = args.upper or options.upperdir
     workdir = args.work or options.workdir
     if args.upper and options.upperdir or args.work and options.workdir:
@@ -175,25 +178,48 @@ def _cmd_mount(args: argparse.Namespace) -> int:
                          "upperdir=/workdir=, not both")
     if workdir and not upperdir:
         raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
-    upper = None
-    index: PathIndex | DeferredIndex
-    if upperdir:
-        if options.upperdir and not options.workdir:
-            raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-        layers = image.layers if image.pending is None else image.pending.wait()
-        index, upper = open_writable(layers, upperdir, workdir,
-                                     userxattr=True if options.userxattr else None,
-                                     redirect_dir=options.redirect_dir,
-                                     volatile=options.volatile,
-                                     read_only=options.read_only)
-    elif image.pending is not None:  # live now, its files once the layers are there
-        index = DeferredIndex(image.pending)
-    else:
-        index = PathIndex(image.layers)
-    serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log, upper=upper,
-          engine=args.engine or options.engine)
+    # What a failed mount leaves must be what was there: the work dir it would make.
+    made = _dirs_made_by(upperdir, workdir) if upperdir and not options.read_only else []
+    launcher = os.getpid()
+    try:
+        upper = None
+        index: PathIndex | DeferredIndex
+        if upperdir:
+            if options.upperdir and not options.workdir:
+                raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
+            layers = image.layers if image.pending is None else image.pending.wait()
+            index, upper = open_writable(layers, upperdir, workdir,
+                                         userxattr=True if options.userxattr else None,
+                                         redirect_dir=options.redirect_dir,
+                                         volatile=options.volatile,
+                                         read_only=options.read_only)
+        elif image.pending is not None:  # live now, its files once the layers are there
+            index = DeferredIndex(image.pending)
+        else:
+            index = PathIndex(image.layers)
+        serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
+              debug=args.debug, log_file=args.log, upper=upper,
+              engine=args.engine or options.engine)
+    except BaseException:
+        if os.getpid() == launcher:  # not the daemon: the mount never went live
+            _remove_made(made)
+        raise
     return 0
+
+
+def _dirs_made_by(upperdir: str, workdir: str | None) -> list[str]:
+    """The dirs mounting with this upper and work dir creates (outermost first)."""
+    workdir = workdir or default_workdir(upperdir)
+    return [path for path in (workdir, os.path.join(workdir, "work"))
+            if not os.path.lexists(path)]
+
+
+def _remove_made(paths: list[str]) -> None:
+    for path in reversed(paths):
+        try:
+            os.rmdir(path)  # empty when this mount made it; otherwise it stays
+        except OSError:
+            pass
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from .engines import Engine, default_engine, open_engine
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .logfile import daemon_log_file
 from .prefetch import warm_layers
 from .upper import Upper
 
@@ -226,6 +227,7 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
         unmount = [True]
         cleanup.callback(lambda: fuse.close(unmount[0]))
         if not foreground:
+            log_file = log_file or daemon_log_file(resolved)
             _daemonize()
         setup_logging(debug, log_file, foreground)
         deferred = index if isinstance(index, DeferredIndex) else None

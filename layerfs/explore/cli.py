@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cliopts import add_image_options, image_option_argv
 from ..index import PathIndex
 from ..treediff import DEFAULT_PROPERTIES as _TREEDIFF_PROPERTIES
 from .render import Painter, colour_enabled, parse_path
 
 
 def _image_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import _add_image_arguments
-
-    _add_image_arguments(parser)
+    add_image_options(parser)
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress display while unpacking layers")
 
@@ -253,12 +252,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     image = open_for(args)
     index = PathIndex(image.layers)
-    mount_args = []
-    for option, value in (("--format", args.format), ("--image", args.image_ref),
-                          ("--platform", args.platform), ("--cache-dir", args.cache_dir)):
-        if value:
-            mount_args += [option, value]
-    mount_args.append(args.image)
+    mount_args = [*image_option_argv(args), args.image]
     properties = [p for p in _TREEDIFF_PROPERTIES if p not in args.ignore]
     result = compare.run(index, mount_args, args.against, properties=properties,
                          tmp_dir=args.tmp_dir)

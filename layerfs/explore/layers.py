@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cliopts import remote_options
 from ..errors import UsageError
 from ..images import Image, open_image
 from ..layer import Layer
@@ -21,7 +22,7 @@ def open_for(args: argparse.Namespace, spec: str | None = None, form: object = _
     return open_image(spec or args.image, args.format if form is _SAME else form,  # type: ignore[arg-type]
                       image_ref=None if second else args.image_ref,
                       platform=args.platform, cache=LayerCache(args.cache_dir),
-                      quiet=getattr(args, "quiet", False))
+                      quiet=getattr(args, "quiet", False), remote=remote_options(args))
 
 
 def layer_ref(image: Image, position: int) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..index import Node, PathIndex
 from ..merge import DirListing, merge_children
@@ -72,6 +72,10 @@ class Provenance:
     """The visible entry, or None when the path is not in the merged tree."""
     versions: list[Version]
     """Every layer's entry or whiteout at the path, top layer first."""
+    asked: bytes = b""
+    """The path as asked, when a symlinked parent made it ``path``."""
+    via: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """The symlinked parents followed from ``asked`` to ``path``: (link, target)."""
 
     @property
     def hider(self) -> Hider | None:

@@ -6,7 +6,9 @@ JSON schema (``--json``)::
     {"image": str, "form": str,
      "layers": [LAYER, ...],                      # bottom first
      "paths": [{
-        "path": "/etc/hosts",                     # os.fsdecode, absolute
+        "path": "/etc/hosts",                     # os.fsdecode, absolute; resolved
+        "asked": "/etc/hosts",                    # as given (differs when a parent is a link)
+        "via": [{"link": str, "target": str}],    # symlinked parents followed, in order
         "visible": bool,
         "type": "file|dir|symlink|char|block|fifo|socket" | null,   # of the visible entry
         "provider": LAYER | null,                 # the layer whose entry is shown
@@ -24,6 +26,10 @@ JSON schema (``--json``)::
 
 from __future__ import annotations
 
+import os
+import stat
+
+from ..errors import LayerfsError
 from ..images import Image
 from ..index import PathIndex
 from ..unpack.digests import short
@@ -35,9 +41,52 @@ _STATE_STYLE = {PROVIDES: ("green",), "merged": ("cyan",), "shadowed": ("yellow"
                 "hidden": ("red",), WHITEOUT: ("magenta",)}
 
 
+MAX_SYMLINKS = 40  # as the kernel's path walk (ELOOP)
+
+
+def follow_parents(index: PathIndex, path: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """``path`` with every symlink among its parents resolved in the merged tree, as a
+    path walk through the mount resolves them (``/bin/bash`` on a usr-merged image is
+    ``/usr/bin/bash``); the last component is not followed, as lstat does. Also the
+    links passed through: ``[(link path, its target), ...]``. Absolute targets stay in
+    the image's root; a walk that meets no entry stops there."""
+    via: list[tuple[bytes, bytes]] = []
+    pending = [part for part in path.split(b"/") if part and part != b"."]
+    done: list[bytes] = []
+    while pending:
+        part = pending.pop(0)
+        if part == b"..":
+            if done:
+                done.pop()
+            continue
+        candidate = b"/".join(done + [part])
+        node = index.resolve(candidate)
+        if node is None or not pending or not stat.S_ISLNK(node.mode):
+            done.append(part)
+            if node is None:
+                done += pending
+                break
+            continue
+        if len(via) == MAX_SYMLINKS:
+            raise LayerfsError(f"/{os.fsdecode(path)}: too many levels of symbolic links")
+        target = index.read_link(node)
+        via.append((candidate, target))
+        if target.startswith(b"/"):
+            done = []
+        pending = [p for p in target.split(b"/") if p and p != b"."] + pending
+    return b"/".join(done), via
+
+
 def explain_paths(index: PathIndex, paths: list[bytes]) -> list[Provenance]:
     explainer = Explainer(index)
-    return [explainer.explain(path) for path in paths]
+    results = []
+    for path in paths:
+        resolved, via = follow_parents(index, path)
+        result = explainer.explain(resolved)
+        if via:
+            result.asked, result.via = path, via
+        results.append(result)
+    return results
 
 
 def hider_json(hider: Hider | None) -> dict | None:
@@ -53,6 +102,9 @@ def to_json(image: Image, results: list[Provenance]) -> str:
         node = result.node
         paths.append({
             "path": json_path(result.path),
+            "asked": json_path(result.asked if result.via else result.path),
+            "via": [{"link": json_path(link), "target": os.fsdecode(target)}
+                    for link, target in result.via],
             "visible": node is not None,
             "type": type_name(node.mode) if node is not None else None,
             "provider": layer_ref(image, node.layer) if node is not None else None,
@@ -116,6 +168,11 @@ def to_text(image: Image, results: list[Provenance], paint: Painter) -> str:
                              mode_text(version.mode), f"{version.uid}:{version.gid}", note])
             styles.append(_STATE_STYLE.get(version.state))
         text = head
+        if result.via:
+            links = ", ".join(f"{shown_path(link)} -> {os.fsdecode(target)}"
+                              for link, target in result.via)
+            text += (f"\n  {shown_path(result.asked)} is {shown_path(result.path)}: "
+                     f"through the symlink {links}")
         if rows:
             text += "\n" + table(("LAYER", "DIFFID", "STATE", "TYPE", "SIZE", "MODE", "OWNER",
                                   "WHY"), rows, paint, styles, indent="  ")

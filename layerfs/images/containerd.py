@@ -105,9 +105,29 @@ def _records(db: BoltFile, namespace: str | None) -> list[_Record]:
     return records
 
 
-def _candidates(records: list[_Record], content: ImageFiles,
-                platform: str) -> list[Candidate[_Record]]:
-    """One candidate per namespace and target: tags of one image are one image, as in Docker."""
+def _choose(candidates: list[Candidate[_Record]], ref: str | None,
+            where: str) -> Candidate[_Record]:
+    """The image ``ref`` names: read plainly first (``layerfs/test:latest`` is a name even
+    when a namespace is called ``layerfs``), else as ``NAMESPACE/REF`` (a short name or
+    ID in one namespace); when neither names one, the plain reading's error."""
+    try:
+        return select(candidates, ref, where)
+    except ImageError as plain_error:
+        first, slash, rest = (ref or "").partition("/")
+        in_namespace = [c for c in candidates if c.item.namespace == first]
+        if not (slash and rest and in_namespace):
+            raise
+        try:
+            return select(in_namespace, rest, f"{where} namespace {first}")
+        except ImageError:
+            raise plain_error from None
+
+
+def _candidates(records: list[_Record], content: ImageFiles, platform: str, *,
+                qualify: bool = False) -> list[Candidate[_Record]]:
+    """One candidate per namespace and target: tags of one image are one image, as in Docker.
+    Names are also given as NAMESPACE/NAME when the store has several namespaces or
+    ``qualify`` (a containerd root, whose listing names the namespace)."""
     namespaces = {record.namespace for record in records}
     by_target: dict[tuple[str, str], Candidate[_Record]] = {}
     for record in records:
@@ -120,7 +140,7 @@ def _candidates(records: list[_Record], content: ImageFiles,
                 record, image_id=digest, digests=digests)
         if not record.name.startswith(DANGLING_PREFIX):
             candidate.item.tags.append(record.name)
-            if len(namespaces) > 1:
+            if len(namespaces) > 1 or qualify:
                 candidate.names.append(f"{record.namespace}/{record.name}")
             candidate.names.append(record.name)
     return list(by_target.values())
@@ -146,15 +166,12 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
     meta_db = root / METADATA_DB
     records = read_consistent(meta_db, lambda db: _records(db, namespace),
                               what="containerd metadata database")
-    first, slash, rest = (ref or "").partition("/")
-    if slash and rest and first in {record.namespace for record in records}:
-        records = [record for record in records if record.namespace == first]  # NS/NAME
-        ref = rest
     if not (root / CONTENT_DIR).is_dir():
         raise ImageError(f"{root / CONTENT_DIR}: the content store is missing")
     content = open_files(root / CONTENT_DIR)
     where = files.where + (f" (containerd namespace {namespace})" if namespace else "")
-    chosen = select(_candidates(records, content, wanted_platform), ref, where).item
+    candidates = _candidates(records, content, wanted_platform, qualify=namespace is None)
+    chosen = _choose(candidates, ref, where).item
     manifest, manifest_digest = resolve_manifest(content, chosen.target, wanted_platform)
     config_descriptor, descriptors = manifest_parts(
         manifest, f"{content.where}: manifest {manifest_digest}")

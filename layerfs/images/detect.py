@@ -16,7 +16,8 @@ is ambiguous otherwise (choose with ``--format docker-root`` or
 
 An image spec is a path, optionally followed by ``:REFERENCE`` naming one
 image of a store or archive (``/var/lib/docker:nginx:latest``,
-``layout-dir:tag``); ``--image REF`` says the same.
+``layout-dir:tag``), or a containers-transports(5) name (``oci:DIR:TAG``,
+``containers-storage:REF``, ...: :mod:`.transport`); ``--image REF`` says the same.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Callable
 
 from ..errors import ImageError, UsageError
 from ..unpack import LayerCache
-from . import Image
+from . import Image, transport
 from .containerd import image_count as containerd_image_count
 from .containerd import is_containerd, read_containerd
 from .containersstorage import (
@@ -81,26 +82,38 @@ FORMS: dict[str, tuple[Detector, Reader]] = {
 }
 
 
-def split_spec(spec: str) -> tuple[Path, str | None]:
-    """(path, reference) of ``PATH[:REFERENCE]``; the longest existing path wins."""
-    if Path(spec).exists():
-        return Path(spec), None
-    positions = [i for i, char in enumerate(spec) if char == ":"]
-    for position in reversed(positions):
-        if position and Path(spec[:position]).exists():
-            return Path(spec[:position]), spec[position + 1:] or None
-    raise ImageError(f"{spec}: no such image (file or directory)")
-
-
 def read_image(spec: str, form: str | None = None, *, image_ref: str | None = None,
                platform: str | None = None) -> ImagePlan:
-    """What the image at ``spec`` consists of, without unpacking anything."""
-    path, ref = split_spec(spec)
+    """What the image ``spec`` (a path or a containers-transports(5) name, see
+    :mod:`.transport`) consists of, without unpacking anything."""
+    name = transport.parse(spec)
+    path, ref = name.path, name.ref
     if image_ref is not None:
         if ref is not None and ref != image_ref:
             raise UsageError(f"the image is named twice: '{ref}' in {spec} and --image {image_ref}")
         ref = image_ref
+    if name.transport is None:
+        return _read(spec, path, ref, form, platform)
+    if form is not None and form not in name.forms:
+        raise UsageError(f"--format {form}: {name.transport}: takes only "
+                         f"{', '.join(name.forms)}")
+    try:
+        return _read(spec, path, ref, form, platform, name.forms,
+                     transport.TRANSPORTS[name.transport][1])
+    except ImageError as exc:
+        message = str(exc)
+        if message.startswith(f"{name.transport}:"):
+            raise
+        raise ImageError(f"{name.transport}:{message}") from None
+
+
+def _read(spec: str, path: Path, ref: str | None, form: str | None, platform: str | None,
+          allowed: tuple[str, ...] | None = None, what: str = "") -> ImagePlan:
     files = open_files(path)
+    if allowed is not None and form is None:
+        form = next((name for name in allowed if FORMS[name][0](files)), None)
+        if form is None:
+            raise ImageError(f"{path}: not a {what}")
     if form is not None:
         if form not in FORMS:
             raise UsageError(f"--format {form}: unknown format; known: {', '.join(FORMS)}")
@@ -155,7 +168,7 @@ def open_image(spec: str, form: str | None = None, *, image_ref: str | None = No
 
     ``docker://`` and ``oci://`` specs are registry images, pulled with ``remote``
     (:class:`layerfs.registry.pull.RemoteOptions`)."""
-    if spec.startswith(("docker://", "oci://")):
+    if transport.is_remote(spec):
         from ..registry.source import open_remote
         return open_remote(spec, platform=platform, cache=cache, quiet=quiet, options=remote)
     plan = read_image(spec, form, image_ref=image_ref, platform=platform)

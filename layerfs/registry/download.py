@@ -174,7 +174,7 @@ class BlobDownload:
                 raise TransientError(f"{self.what}: {failure} at byte {self._offset} of "
                                      f"{self.size} (gave up after {attempts(failures)}; "
                                      "pull again to resume)")
-            http.sleep(http.retry.delay(failures))
+            http.wait_to_retry(self.what, failure, failures)
 
     def _request(self) -> Response:
         response = self.client.open_blob(self.digest, self._offset, what=self.what)

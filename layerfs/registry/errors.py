@@ -22,5 +22,10 @@ class TransientError(RegistryError):
     the retries are used up."""
 
 
+class UnreachableError(RegistryError):
+    """Nothing answers at the registry's address (connection refused, no route) and it
+    never answered this process: failed at once, not retried."""
+
+
 class Cancelled(RegistryError):
     """Another layer's download failed or the user interrupted the pull."""

@@ -2,10 +2,14 @@
 
 Only the standard library: a registry needs GET/HEAD/POST, ranges, redirects and
 retries, which ``http.client`` gives without a dependency. A request is retried
-on connection failures (refused, reset, timeout, truncated response) and on
-408/429/5xx, with exponential backoff (jitter; ``Retry-After`` honoured), a
-bounded number of times. Redirects are followed (blobs are often served from a
-CDN); credentials are never forwarded to another host.
+on connection failures (reset, timeout, truncated response) and on 408/429/5xx,
+with exponential backoff (jitter; ``Retry-After`` honoured), a bounded number of
+times; each retry is said on stderr when it is a terminal. A registry that refuses
+the connection (or has no route) before it ever answered is not retried: nothing
+listens there, and waiting would only delay the error (or the use of the cache);
+one that answered before and refuses now (restarting) is retried. Redirects are
+followed (blobs are often served from a CDN); credentials are never forwarded to
+another host.
 
 ``insecure`` skips TLS verification and, when a host does not speak TLS at all,
 falls back to plain HTTP for it (as Docker does for insecure registries).
@@ -18,6 +22,7 @@ import os
 import random
 import socket
 import ssl
+import sys
 import threading
 import urllib.parse
 import weakref
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .. import __version__
-from .errors import Cancelled, RegistryError, TransientError
+from .errors import Cancelled, RegistryError, TransientError, UnreachableError
 
 USER_AGENT = f"layerfs/{__version__}"
 DEFAULT_TIMEOUT = 30.0
@@ -66,6 +71,16 @@ _TRANSIENT_ERRNOS = frozenset({
      "ENETUNREACH", "ENETDOWN")})
 
 
+_UNREACHABLE_ERRNOS = frozenset({
+    getattr(__import__("errno"), name) for name in
+    ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN")})
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Nothing answers at the address: refused, or no route to it."""
+    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS
+
+
 def attempts(count: int) -> str:
     return f"{count} attempt" + ("s" if count != 1 else "")
 
@@ -90,7 +105,7 @@ def _fatal(exc: Exception, what: str, url: str) -> Exception:
         return RegistryError(f"{what}: TLS handshake with {host} failed ({exc.reason}); "
                              "a registry without TLS needs --insecure")
     if isinstance(exc, socket.gaierror):
-        return RegistryError(f"{what}: cannot resolve {host} ({exc.strerror})")
+        return UnreachableError(f"{what}: cannot resolve {host} ({exc.strerror})")
     if isinstance(exc, (OSError, http.client.HTTPException)):
         return RegistryError(f"{what}: {host}: {describe_failure(exc)}")
     return exc
@@ -163,6 +178,8 @@ class HttpClient:
         """Every connection made, so that :meth:`abort` can cut the ones in use."""
         self._connections_lock = threading.Lock()
         self._plain_hosts: set[str] = set()
+        self._answered: set[str] = set()
+        """Hosts that have answered a request: one that refuses later is restarting."""
         self._tls = ssl.create_default_context()
         if insecure:
             self._tls.check_hostname = False
@@ -190,6 +207,9 @@ class HttpClient:
             try:
                 response = self._follow(method, url, dict(headers or {}), body)
             except Exception as exc:
+                host = urllib.parse.urlsplit(url).netloc
+                if is_unreachable(exc) and host not in self._answered:
+                    raise UnreachableError(f"{what}: {host}: {describe_failure(exc)}") from None
                 if not is_transient(exc):
                     raise _fatal(exc, what, url) from None
                 failure, retry_after = describe_failure(exc), None
@@ -202,7 +222,17 @@ class HttpClient:
             attempt += 1
             if attempt > self.retry.retries:
                 raise TransientError(f"{what}: {failure} (gave up after {attempts(attempt)})")
-            self.sleep(self.retry.delay(attempt, retry_after))
+            self.wait_to_retry(what, failure, attempt, retry_after)
+
+    def wait_to_retry(self, what: str, failure: str, attempt: int,
+                      retry_after: str | None = None) -> None:
+        """Back off before retry number ``attempt``, saying so when stderr is a terminal
+        (a pull that stalls for seconds must not look hung)."""
+        delay = self.retry.delay(attempt, retry_after)
+        if sys.stderr is not None and sys.stderr.isatty():
+            print(f"layerfs: {what}: {failure}; retrying in {delay:.1f} s "
+                  f"(retry {attempt} of {self.retry.retries})", file=sys.stderr, flush=True)
+        self.sleep(delay)
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless the operation is cancelled meanwhile."""
@@ -264,6 +294,7 @@ class HttpClient:
             try:
                 conn.request(method, target, body=body, headers=headers)
                 raw = conn.getresponse()
+                self._answered.add(netloc)
             except ssl.SSLError as exc:
                 conn.close()
                 if self.insecure and scheme == "https" and not is_transient(exc):

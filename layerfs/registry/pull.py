@@ -30,9 +30,10 @@ from .download import BlobDownload
 from .errors import Cancelled
 from .http import DEFAULT_TIMEOUT, HttpClient, RetryPolicy
 from .layout import LayoutWriter
+from .offline import remember, resolve_with_policy
 from .progress import LayerRow, PullProgress
 from .reference import Reference, parse_reference
-from .resolve import RemoteImage, RemoteLayer, resolve
+from .resolve import RemoteImage, RemoteLayer
 
 DEFAULT_JOBS = 3
 SOURCE_SCHEME = "docker://"
@@ -49,6 +50,9 @@ class RemoteOptions:
     retries: int = RetryPolicy.retries
     timeout: float = DEFAULT_TIMEOUT
     lazy: bool = False
+    pull: str = "always"
+    """When the registry is asked (podman's --pull; :mod:`.offline`): always, newer,
+    missing or never."""
 
 
 def connect(ref: Reference, options: RemoteOptions,
@@ -113,7 +117,7 @@ def pull(spec: str | Reference, options: RemoteOptions, cache: LayerCache, *,
     ref = spec if isinstance(spec, Reference) else parse_reference(spec)
     cancel = threading.Event()
     client = connect(ref, options, cancel)
-    image = resolve(client, platform)
+    image = resolve_with_policy(client, cache, platform, options.pull)
     writer = LayoutWriter(layout) if layout else None
     if writer is not None:
         writer.write_blob(str(image.config_descriptor["digest"]), image.config_data)
@@ -123,6 +127,7 @@ def pull(spec: str | Reference, options: RemoteOptions, cache: LayerCache, *,
         writer.add_manifest(image.manifest, ref.tag)
     cache.record_image(SOURCE_SCHEME + image.name, image.manifest.digest,
                        [layer.chain_id for layer in layers])
+    remember(cache, image)  # every layer is in the cache now: it mounts offline
     return PullResult(Image(layers=layers, name=image.name, form="registry", config=image.config),
                       image, [row.state for row in fetcher.rows])
 

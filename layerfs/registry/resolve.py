@@ -90,16 +90,30 @@ def resolve(client: RegistryClient, platform: str | None = None) -> RemoteImage:
         manifest = client.manifest(digest)
     else:
         raise RegistryError(f"{ref}: image indexes nested too deeply")
+    config_descriptor = _config_descriptor(ref, manifest)
+    config_digest = str(config_descriptor.get("digest", ""))
+    config_data = client.blob_bytes(config_digest, _size(config_descriptor, ref), MAX_CONFIG,
+                                    f"{ref}: config {config_digest}")
+    return assemble(ref, manifest, config_data, index, wanted)
+
+
+def _config_descriptor(ref: Reference, manifest: Manifest) -> dict:
     if manifest.media_type not in MANIFEST_TYPES and manifest.media_type:
         raise RegistryError(f"{ref}: unsupported manifest type {manifest.media_type}")
     document = manifest.json(f"{ref}: manifest {manifest.digest}")
     config_descriptor = document.get("config")
-    layer_descriptors = document.get("layers")
-    if not isinstance(config_descriptor, dict) or not isinstance(layer_descriptors, list):
+    if not isinstance(config_descriptor, dict) or not isinstance(document.get("layers"), list):
         raise RegistryError(f"{ref}: manifest {manifest.digest} has no config or layers")
+    return config_descriptor
+
+
+def assemble(ref: Reference, manifest: Manifest, config_data: bytes,
+             index: Manifest | None = None, platform: str = "") -> RemoteImage:
+    """The image a (verified) manifest and its config bytes describe: from the registry,
+    or from the documents kept in the cache (:mod:`.offline`)."""
+    config_descriptor = _config_descriptor(ref, manifest)
+    layer_descriptors = manifest.json(f"{ref}: manifest {manifest.digest}")["layers"]
     config_digest = str(config_descriptor.get("digest", ""))
-    config_data = client.blob_bytes(config_digest, _size(config_descriptor, ref), MAX_CONFIG,
-                                    f"{ref}: config {config_digest}")
     try:
         config = json.loads(config_data)
     except ValueError as exc:
@@ -120,7 +134,7 @@ def resolve(client: RegistryClient, platform: str | None = None) -> RemoteImage:
                                 f"({descriptor['mediaType']}), which is not supported")
         layers.append(RemoteLayer(position, descriptor, diff_id, history[position]))
     return RemoteImage(ref, manifest, config_descriptor, config_data, config, layers, index,
-                       wanted)
+                       platform)
 
 
 def _size(descriptor: dict, ref: Reference) -> int:

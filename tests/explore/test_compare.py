@@ -167,3 +167,27 @@ def test_layers_unpacked_without_privileges_equal_kernel(umoci_layout: Path,
     doc = layerfs_json("compare", f"{umoci_layout}:v3", "--cache-dir", str(cache),
                        "--tmp-dir", str(tmp_path))
     assert doc["identical"], doc["differences"]
+
+
+def test_a_merged_dirs_link_count_of_one_is_not_a_difference(tmp_path: Path) -> None:
+    """layerfs and the kernel overlay give a directory merged from several layers nlink 1
+    (its subdirectories are not counted); a plain copy counts them. A real difference
+    is still found."""
+    layers = [{b"t": Dir(), b"t/a": Dir(), b"t/a/f": File(b"a"), b"top": File(b"1")},
+              {b"t": Dir(), b"t/b": Dir(), b"t/b/g": File(b"b")}]
+    image = layer_dirs_image(tmp_path / "img", form="native", layers=layers)
+    reference = tmp_path / "reference"
+    subprocess.run(["cp", "-a", str(image / "l0"), str(reference)], check=True)
+    subprocess.run(["cp", "-a", f"{image / 'l1'}/.", str(reference)], check=True)
+    assert os.lstat(reference / "t").st_nlink == 4
+    doc = layerfs_json("compare", str(image), "--against", str(reference),
+                       "--tmp-dir", str(tmp_path))
+    assert doc["identical"], doc["differences"]
+    mtime = os.lstat(reference / "t").st_mtime_ns
+    (reference / "t" / "c").mkdir()  # a real difference: one more entry (and link)
+    os.utime(reference / "t", ns=(mtime, mtime))
+    differing = layerfs_json("compare", str(image), "--against", str(reference),
+                             "--tmp-dir", str(tmp_path), expect=3)
+    assert {(d["path"], d["property"]) for d in differing["differences"]} == \
+        {("/t/c", "presence")}
+    _no_mounts_left(tmp_path)

@@ -109,3 +109,29 @@ def test_unprivileged_unpack_shows_recorded_metadata(umoci_layout: Path, tmp_pat
     changes = layerfs_json("diff", f"{umoci_layout}:v3", "2", "--cache-dir", str(cache))
     tool = [c for c in changes["diffs"][0]["changes"] if c["path"] == "/bin/tool"][0]
     assert tool["before"]["mode"] == "4755" and tool["after"]["mode"] == "0700"
+
+
+def test_symlinked_parents_are_followed_as_the_mount_follows_them(tmp_path: Path) -> None:
+    """A usr-merged image (/bin -> usr/bin): /bin/bash is /usr/bin/bash, whose layer is
+    named, and the answer says the path went through the symlink; the last component
+    itself is not followed (/bin is the symlink)."""
+    from tests.explore.images import File, Symlink
+
+    layers = [{b"bin": Symlink(b"usr/bin"), b"usr/bin/bash": File(b"bash 1", 0o755),
+               b"lib": Symlink(b"/usr/lib"), b"usr/lib/libc.so": File(b"libc")},
+              {b"usr/bin/bash": File(b"bash 2", 0o755)}]
+    image = layer_dirs_image(tmp_path / "img", form="native", layers=layers)
+    doc = layerfs_json("which", str(image), "/bin/bash", "/lib/libc.so", "/bin")
+    bash, libc, bin_link = doc["paths"]
+    assert bash["path"] == "/usr/bin/bash" and bash["asked"] == "/bin/bash"
+    assert bash["provider"]["index"] == 2
+    assert bash["via"] == [{"link": "/bin", "target": "usr/bin"}]
+    assert [v["state"] for v in bash["versions"]] == ["provides", "shadowed"]
+    assert libc["path"] == "/usr/lib/libc.so" and libc["provider"]["index"] == 1
+    assert libc["via"] == [{"link": "/lib", "target": "/usr/lib"}]
+    assert bin_link["path"] == "/bin" and bin_link["type"] == "symlink"
+    assert bin_link["via"] == []
+    text = run_layerfs("which", str(image), "/bin/bash")
+    assert text.returncode == 0, text.stderr
+    assert "/bin/bash is /usr/bin/bash: through the symlink /bin -> usr/bin" in text.stdout
+    assert "from layer 2" in text.stdout

@@ -113,10 +113,11 @@ def write_oci_manifest(layout, tars: list[bytes], *, compress=gzipped, arch: str
     """Blobs, config and manifest of one image in ``layout``; returns its descriptor."""
     import json
     blobs = [compress(t) for t in tars]
-    config_digest = _put_blob(layout, image_config(tars, arch=arch))
+    config = image_config(tars, arch=arch)
+    config_digest = _put_blob(layout, config)
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": config_digest, "size": 0},
+                           "digest": config_digest, "size": len(config)},
                 "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                             "digest": _put_blob(layout, b), "size": len(b)} for b in blobs]}
     data = json.dumps(manifest).encode()

@@ -66,6 +66,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 """
 
 INDEXED = "layerfs/containerd-index:v3"
+# The archive's own name for the manifest: it must differ from INDEXED, else ctr's import
+# writes both image records under one name, the manifest's last, and the index blob,
+# then referenced by nothing, is garbage-collected while ctr still unpacks it
+# ("content digest sha256:...: not found", depending on when containerd's GC runs).
+INDEXED_MANIFEST = "layerfs/containerd-manifest:v3"
 
 
 def _cannot_run() -> str | None:
@@ -122,9 +127,10 @@ def store(tmp_path_factory) -> Iterator[dict]:
                 ctr(client, "moby", "image", "import", str(work / "built.tar"))
                 # an OCI archive kept with its index: the image's target is an index
                 run("skopeo", "copy", "-q", f"oci:{layout}:v3",
-                    f"oci-archive:{work}/built-oci.tar:{INDEXED}")
+                    f"oci-archive:{work}/built-oci.tar:{INDEXED_MANIFEST}")
                 ctr(client, "moby", "image", "import", "--index-name", INDEXED,
-                    "--base-name", INDEXED.partition(":")[0], str(work / "built-oci.tar"))
+                    "--base-name", INDEXED_MANIFEST.partition(":")[0],
+                    str(work / "built-oci.tar"))
                 built = {"tar": work / "built.tar",
                          "reference": snapshot(umoci_reference(layout, "v3", work))}
             ctr(client, "moby", "image", "import", str(FIXTURES / "whiteout_dir.tar"))
@@ -208,6 +214,28 @@ def test_references(store, tmp_path):
     assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
 
 
+def test_a_name_whose_first_component_is_a_namespace(store):
+    """`layerfs/test:latest` is a name, even when a namespace is called `layerfs` (it was
+    read as NAMESPACE/REF); NAMESPACE/REF still works, and the list of available images
+    of a containerd root names each image's namespace."""
+    client, root = store["client"], store["root"]
+    ctr(client, "layerfs", "image", "import", str(FIXTURES / "almostempty.tar"))
+    ctr(client, "moby", "image", "tag", "localhost:5000/whiteout:latest",
+        "docker.io/layerfs/test:latest")
+    try:
+        plan = read_image(f"{root}:layerfs/test:latest")
+        assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
+        assert read_image(f"{root}:layerfs/emptyimage").layers[-1].extra["snapshot_key"] \
+            .startswith("layerfs/")
+        result = run_layerfs("inspect", f"{root}:nosuch")
+        assert result.returncode == 1
+        assert "layerfs/docker.io/library/emptyimage:latest" in result.stderr
+        assert "moby/docker.io/layerfs/test:latest" in result.stderr
+    finally:
+        ctr(client, "moby", "image", "rm", "docker.io/layerfs/test:latest")
+        ctr(client, "layerfs", "image", "rm", "docker.io/library/emptyimage:latest")
+
+
 def test_reading_while_containerd_commits(store):
     """containerd holds its databases' exclusive lock and commits all along: every read
     sees one whole transaction (a commit meanwhile means reading again)."""
@@ -245,7 +273,8 @@ def test_image_target_is_an_index(store, tmp_path):
     if store["built"] is None:
         pytest.skip("umoci/skopeo missing")
     listed = ctr(store["client"], "moby", "images", "ls")
-    assert any(line.startswith(INDEXED + " ") and "index" in line for line in listed.splitlines())
+    types = {line.split()[0]: line.split()[1] for line in listed.splitlines()[1:]}
+    assert types[INDEXED] == "application/vnd.oci.image.index.v1+json", listed
     assert _tree(f"{store['docker']}:{INDEXED}", tmp_path / "mnt") == store["built"]["reference"]
 
 

@@ -355,3 +355,102 @@ def test_the_pyfuse3_engine_is_chosen_by_option_or_environment(image, mountpoint
     finally:
         run_layerfs("umount", str(mountpoint), check=True)
     assert "(engine pyfuse3)" in log.read_text()
+
+
+def test_background_mount_resolves_relative_paths_against_the_callers_cwd(scratch):
+    """The daemon runs from /: every path typed relative to the caller's cwd (image, cache
+    dir, upper and work dir, log, mountpoint) must mean the same in the daemon."""
+    from tests.images.tarbuild import f, layer_tar, write_oci_layout
+
+    write_oci_layout(scratch / "layout", {"v1": [layer_tar([f("etc/motd", b"hello\n")])]})
+    (scratch / "mnt").mkdir()
+    (scratch / "up").mkdir()
+    (scratch / "wk").mkdir()
+    result = run_layerfs("mount", "--log", "x.log", "--cache-dir", "cache", "--upper", "up",
+                         "--work", "wk", "layout:v1", "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (scratch / "mnt" / "etc" / "motd").read_bytes() == b"hello\n"
+        (scratch / "mnt" / "new").write_bytes(b"written")
+        assert (scratch / "up" / "new").read_bytes() == b"written"
+        assert (scratch / "wk" / "work").is_dir()
+        assert any((scratch / "cache").iterdir()), "the layer was not unpacked into ./cache"
+        assert wait_until(lambda: (scratch / "x.log").exists()
+                          and "serving" in (scratch / "x.log").read_text())
+    finally:
+        run_layerfs("umount", "mnt", cwd=scratch)
+        force_unmount(scratch / "mnt")
+    assert not is_mounted(scratch / "mnt")
+    assert not os.path.exists("/x.log")
+
+
+def test_relative_layer_options_in_the_background(image, scratch):
+    (scratch / "mnt").mkdir()
+    top, bottom = os.path.relpath(image / "1", scratch), os.path.relpath(image / "0", scratch)
+    result = run_layerfs("mount", "-o", f"lowerdir={top}:{bottom}", "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (scratch / "mnt" / "opt" / "app").read_bytes() == b"app"
+    finally:
+        force_unmount(scratch / "mnt")
+    result = run_layerfs("mount", "--layer", bottom, "--layer", top, "mnt", cwd=scratch)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert sorted(os.listdir(scratch / "mnt" / "etc")) == ["passwd"]
+    finally:
+        force_unmount(scratch / "mnt")
+
+
+@pytest.mark.parametrize("case", ["missing-upper", "missing-mountpoint", "given-work-dir"])
+def test_a_failed_writable_mount_leaves_nothing_behind(image, scratch, case):
+    """Only what the failed mount itself created goes: the default work dir beside the
+    upper dir, or the work/ inside a work dir the user gave (which stays)."""
+    upper, mountpoint, work = scratch / "up", scratch / "mnt", scratch / "wk"
+    if case != "missing-upper":
+        upper.mkdir()
+    if case == "missing-upper":
+        mountpoint.mkdir()
+    args = ["--upper", str(upper)]
+    if case == "given-work-dir":
+        work.mkdir()
+        args += ["--work", str(work)]
+    args.append(str(image))
+    before = sorted(p.name for p in scratch.iterdir())
+    result = run_layerfs("mount", *args, str(mountpoint))
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in scratch.iterdir()) == before
+    if case == "given-work-dir":
+        assert list(work.iterdir()) == []
+
+
+def test_a_background_daemon_without_syslog_logs_to_a_file_it_names(image, mountpoint, scratch):
+    if os.path.exists("/dev/log"):
+        pytest.skip("this machine has a syslog socket (/dev/log): the daemon logs there")
+    from tests.support.mounting import layerfs_command, layerfs_env
+
+    env = dict(layerfs_env(), XDG_STATE_HOME=str(scratch / "state"))
+    result = subprocess.run(layerfs_command("mount", str(image), str(mountpoint)), env=env,
+                            capture_output=True, text=True, timeout=120)
+    try:
+        assert result.returncode == 0, result.stderr
+        logs = list((scratch / "state" / "layerfs").glob("*.log"))
+        assert len(logs) == 1
+        assert result.stderr.count(str(logs[0])) == 1, result.stderr
+        assert wait_until(lambda: "serving" in logs[0].read_text())
+    finally:
+        run_layerfs("umount", str(mountpoint))
+    # A daemon that ends cleanly having logged nothing above INFO removes its file.
+    assert wait_until(lambda: not logs[0].exists()), logs[0].read_text()
+
+
+def test_a_daemon_log_with_a_warning_is_kept(tmp_path):
+    from layerfs.logfile import _remove_if_uneventful
+
+    quiet, eventful = tmp_path / "quiet.log", tmp_path / "eventful.log"
+    quiet.write_text("2026-01-01 00:00:00,000 layerfs.mount INFO: serving 3 layers at /m\n")
+    eventful.write_text(quiet.read_text()
+                        + "2026-01-01 00:00:01,000 layerfs.fs ERROR: read: EIO\n")
+    _remove_if_uneventful(quiet)
+    _remove_if_uneventful(eventful)
+    assert not quiet.exists() and eventful.exists()

@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from ..images.mounting import mounted
-from .conftest import BIG_SIZE, run, start
+from .conftest import BIG_SIZE, layerfs_env, run, start
 from .images import manifest_of
 from .servers import Fault, FaultProxy, sha256_file
 
@@ -233,12 +234,51 @@ def test_plain_http_registry_needs_insecure(registry, workdir):
     assert "--insecure" in result.stderr
 
 
-def test_nothing_listening_gives_up_naming_the_reference(workdir):
+def test_nothing_listening_fails_at_once_naming_the_reference(workdir):
+    """A refused connection is not retried (six retries took 18 s): nothing listens."""
     from .servers import free_port
-    ref = f"127.0.0.1:{free_port()}/test/multi:v1"
-    result = run("pull", "--insecure", "--retries", "1", "--cache-dir", str(workdir / "c"), ref)
+    port = free_port()
+    ref = f"127.0.0.1:{port}/test/multi:v1"
+    started = time.monotonic()
+    result = run("pull", "--insecure", "--cache-dir", str(workdir / "c"), ref)
+    elapsed = time.monotonic() - started
     assert result.returncode == 1
-    assert f"{ref}: manifest v1: Connection refused (gave up after 2 attempts)" in result.stderr
+    assert result.stderr.strip() == \
+        f"layerfs: {ref}: manifest v1: 127.0.0.1:{port}: Connection refused", result.stderr
+    # One attempt, no backoff (six retries took 18 s); the bound leaves room for a loaded
+    # machine's interpreter start.
+    assert elapsed < 15, f"{elapsed:.1f} s to report a refused connection"
+
+
+def test_retries_are_shown_on_a_terminal(registry, workdir):
+    """stderr a terminal: each retry is one line saying when the next attempt comes."""
+    import pty
+
+    faults = [Fault("/manifests/v1", 503, times=2)]
+    with FaultProxy(registry.port, faults=faults) as proxy:
+        ref = f"{proxy.host}/test/multi:v1"
+        master, slave = pty.openpty()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "layerfs", "pull", "--insecure", "--quiet",
+                 "--cache-dir", str(workdir / "cache"), ref],
+                env=layerfs_env(None), stdout=subprocess.PIPE, stderr=slave, timeout=300)
+            os.close(slave)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the other side is closed
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(master)
+    assert result.returncode == 0, shown
+    lines = [line for line in shown.decode().splitlines() if "retrying in" in line]
+    assert len(lines) == 2, shown
+    assert f"{ref}: manifest v1: 503" in lines[0] and "(retry 1 of 5)" in lines[0]
 
 
 def test_tls_registry_verified_unless_insecure(layouts, workdir):

@@ -50,3 +50,35 @@ def test_inspect_of_a_missing_tag_is_one_clear_line(registry, workdir):
     result = run("inspect", "--insecure", f"docker://{registry.host}/test/multi:nope")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "multi:nope" in result.stderr
+
+
+def test_every_image_command_takes_the_registry_options(registry, workdir):
+    """which/diff/usage said "add --insecure" for a plain-HTTP registry, then refused it;
+    skopeo's --tls-verify=false says the same."""
+    ref = f"docker://{registry.host}/test/multi:v1"
+    cache = ["--cache-dir", str(workdir / "cache"), "--quiet"]
+    which = run("which", *cache, "--insecure", ref, "/app/config.ini")
+    assert which.returncode == 0, which.stderr
+    assert "config.ini" in which.stdout
+    for command in (["diff", *cache, "--tls-verify=false", ref, "1"],
+                    ["usage", *cache, "--insecure", "--retries", "1", ref],
+                    ["inspect", "--tls-verify=false", "--cache-dir", str(workdir / "cache"),
+                     ref]):
+        result = run(*command)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+    refused = run("which", *cache, ref, "/app/config.ini")  # plain HTTP, not --insecure
+    assert refused.returncode == 1 and "--insecure" in refused.stderr
+
+
+def test_the_explore_commands_do_not_import_the_main_command_line():
+    """Their options come from layerfs.cliopts, not from layerfs.cli (an import cycle)."""
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys, layerfs.explore.cli, layerfs.registry.cli; "
+            "commands = argparse.ArgumentParser().add_subparsers(); "
+            "layerfs.explore.cli.register(commands); layerfs.registry.cli.register(commands); "
+            "print('layerfs.cli' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout
+    assert shown.strip() == "False"

@@ -248,3 +248,48 @@ def test_the_same_blob_twice_in_one_image(registry, layouts, workdir):
     assert result.returncode == 0, result.stderr
     assert len(cached_layers(workdir / "cache")) == 3  # three chainIDs, one blob
     assert not list((workdir / "cache" / "downloads").iterdir())
+
+
+def test_a_pulled_image_mounts_with_the_registry_down(layouts, workdir):
+    """pull, stop the registry, mount by tag (one line says the cached manifest is used)
+    and by digest (not asked at all); --pull=always must reach it, --pull=never must
+    find it pulled."""
+    from layerfs.explore.mounts import force_unmount, is_mounted
+
+    from .servers import RegistryServer
+
+    (workdir / "reg").mkdir()
+    cache = ["--cache-dir", str(workdir / "cache")]
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    with RegistryServer(workdir / "reg") as server:
+        push(layouts, "multi", f"{server.host}/test/multi:v1")
+        ref = f"{server.host}/test/multi:v1"
+        pulled = run("pull", "--insecure", "--quiet", *cache, ref)
+        assert pulled.returncode == 0, pulled.stderr
+        digest = pulled.stdout.rsplit("manifest ", 1)[1].strip()
+        never_pulled = run("mount", "--insecure", "--pull=never", *cache,
+                           f"docker://{server.host}/test/big:v1", str(mnt))
+        assert never_pulled.returncode == 1 and "--pull=never" in never_pulled.stderr
+    # the registry is gone: nothing listens on its port
+    for spec, says in ((f"docker://{ref}", True),
+                       (f"docker://{server.host}/test/multi@{digest}", False)):
+        started = time.monotonic()
+        result = run("mount", "--insecure", *cache, spec, str(mnt))
+        try:
+            assert result.returncode == 0, result.stderr
+            assert time.monotonic() - started < 30
+            assert (mnt / "usr" / "share" / "doc" / "only.txt").read_text() == \
+                "the only document\n"
+        finally:
+            force_unmount(mnt)
+        lines = [line for line in result.stderr.strip().splitlines()
+                 if "no syslog here" not in line]  # where the daemon logs, on such machines
+        if says:
+            assert len(lines) == 1 and "the registry cannot be reached" in lines[0] \
+                and f"using the cached manifest {digest}" in lines[0], result.stderr
+        else:
+            assert lines == [], result.stderr
+    always = run("mount", "--insecure", "--pull=always", *cache, f"docker://{ref}", str(mnt))
+    assert always.returncode == 1 and "Connection refused" in always.stderr
+    assert not is_mounted(mnt)
