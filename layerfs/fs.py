@@ -31,6 +31,7 @@ import trio
 from .backing import backing_io, open_for_reading, read_if_cached
 from .deferred import DeferredIndex
 from .errors import LayerfsError, errno_for
+from .idmap import IDENTITY, IdMap
 from .index import Node, PathIndex
 from .upper import Caller, Upper
 from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE
@@ -105,10 +106,6 @@ class OpenDir:
     """The listing as it was at the last rewind: offsets index into it."""
 
 
-def _caller(ctx: pyfuse3.RequestContext) -> Caller:
-    return Caller(ctx.uid, ctx.gid)
-
-
 class LayerOperations(pyfuse3.Operations):
     """FUSE view of a :class:`PathIndex`, writable through an :class:`Upper`."""
 
@@ -118,8 +115,9 @@ class LayerOperations(pyfuse3.Operations):
 
     def __init__(self, index: PathIndex | DeferredIndex, *, debug: bool = False,
                  upper: Upper | None = None,
-                 after_init: Callable[[], None] | None = None) -> None:
+                 after_init: Callable[[], None] | None = None, ids: IdMap = IDENTITY) -> None:
         super().__init__()
+        self.ids = ids  # idmap: stored owners <-> shown owners (layerfs/idmap.py)
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
@@ -230,8 +228,10 @@ class LayerOperations(pyfuse3.Operations):
         self._remember(node)
         return self._attributes(node)
 
-    @staticmethod
-    def _attributes(node: Node) -> pyfuse3.EntryAttributes:
+    def _caller(self, ctx: pyfuse3.RequestContext) -> Caller:
+        return Caller(*self.ids.new_owner(ctx.uid, ctx.gid))  # idmap: the stored owner-to-be
+
+    def _attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = node.ino
         attr.generation = 0
@@ -239,8 +239,8 @@ class LayerOperations(pyfuse3.Operations):
         attr.attr_timeout = CACHE_TIMEOUT
         attr.st_mode = node.mode
         attr.st_nlink = node.shown_nlink
-        attr.st_uid = node.uid
-        attr.st_gid = node.gid
+        attr.st_uid = self.ids.shown_uid(node.uid)  # idmap: what stat shows and
+        attr.st_gid = self.ids.shown_gid(node.gid)  # default_permissions checks
         attr.st_rdev = node.rdev
         attr.st_size = node.size
         attr.st_blksize = 4096
@@ -487,7 +487,7 @@ class LayerOperations(pyfuse3.Operations):
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         upper = self._writable()
         parent = self._node(parent_inode)
-        node, fd = await self._change(upper.create, parent, name, mode, _caller(ctx), flags)
+        node, fd = await self._change(upper.create, parent, name, mode, self._caller(ctx), flags)
         fh = next(self._handle_numbers)
         self._files[fh] = OpenFile(node, fd, node.layer, True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._entry(node)
@@ -497,7 +497,7 @@ class LayerOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         upper = self._writable()
         node = await self._change(upper.mkdir, self._node(parent_inode), name, mode,
-                                  _caller(ctx))
+                                  self._caller(ctx))
         return self._entry(node)
 
     @_request
@@ -505,7 +505,7 @@ class LayerOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         upper = self._writable()
         node = await self._change(upper.mknod, self._node(parent_inode), name, mode, rdev,
-                                  _caller(ctx))
+                                  self._caller(ctx))
         return self._entry(node)
 
     @_request
@@ -513,7 +513,7 @@ class LayerOperations(pyfuse3.Operations):
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         upper = self._writable()
         node = await self._change(upper.symlink, self._node(parent_inode), name, target,
-                                  _caller(ctx))
+                                  self._caller(ctx))
         return self._entry(node)
 
     @_request
@@ -560,10 +560,12 @@ class LayerOperations(pyfuse3.Operations):
         if fd is None and not self.index.is_attached(node):
             fd = next((h.fd for h in self._files.values()
                        if h.node.ino == node.ino and h.layer == self.index.upper), None)
+        uid, gid = self.ids.chown_to(attr.st_uid if fields.update_uid else None,  # idmap
+                                     attr.st_gid if fields.update_gid else None)
         changes = {
             "mode": attr.st_mode if fields.update_mode else None,
-            "uid": attr.st_uid if fields.update_uid else None,
-            "gid": attr.st_gid if fields.update_gid else None,
+            "uid": uid,
+            "gid": gid,
             "size": attr.st_size if fields.update_size else None,
             "atime_ns": attr.st_atime_ns if fields.update_atime else None,
             "mtime_ns": attr.st_mtime_ns if fields.update_mtime else None,

@@ -11,7 +11,6 @@ import errno
 import logging
 import logging.handlers
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -25,6 +24,8 @@ import trio
 from .deferred import DeferredIndex
 from .errors import MountError
 from .fs import LayerOperations
+from .fusecheck import check_fuse
+from .idmap import IDENTITY, IdMap
 from .index import PathIndex
 from .prefetch import warm_layers
 from .upper import Upper
@@ -63,11 +64,8 @@ def check_mountpoint(mountpoint: str) -> None:
         raise MountError(f"{mountpoint}: mountpoint is busy (something is mounted there)")
 
 
-def check_fuse_available() -> None:
-    if not os.path.exists(FUSE_DEVICE):
-        raise MountError(f"{FUSE_DEVICE}: no FUSE device on this machine (load the fuse module)")
-    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
-        raise MountError("fusermount3: not found; install the fuse3 package to mount as a user")
+def check_fuse_available(options: set[str] | frozenset[str] = frozenset()) -> None:
+    check_fuse(options)  # rootless: /dev/fuse access, setuid fusermount3, user_allow_other
 
 
 def fuse_options(extra: set[str], *, fsname: str = "layerfs", writable: bool = False,
@@ -198,15 +196,16 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
           extra_options: set[str] = frozenset(), foreground: bool = False,
           debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
-          subtype: str = "layerfs") -> None:
+          subtype: str = "layerfs", ids: IdMap = IDENTITY) -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
     writable through ``upper`` if given. A deferred index is completed in the
     background while the mount is live."""
     check_mountpoint(mountpoint)
-    check_fuse_available()
+    check_fuse_available(extra_options)
     resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
     after_init = (lambda: tune_readahead(resolved)) if os.geteuid() == 0 else None
-    ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init)
+    ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init,
+                          ids=ids)  # idmap: owners shown through the mount
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)
