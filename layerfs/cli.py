@@ -13,6 +13,7 @@ import sys
 from . import __version__
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
+from .idmap import build_id_map
 from .images import FORMS, Image, open_image, read_image
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
@@ -65,7 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, "
-                            "allow_other; generic mount options (ro, nodev, ...) are accepted")
+                            "allow_other, squash_to_root, squash_to_uid=N, squash_to_gid=N, "
+                            "uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
+                            "mount options (ro, nodev, ...) are accepted")
+    mount.add_argument("--as-me", action="store_true",
+                       help="show every entry as owned by you (your uid and gid), so the "
+                            "kernel's permission checks let you read every file whose owner "
+                            "bits allow it; the real owners: getfattr -n user.layerfs.owner")
     _add_image_arguments(mount)
     mount.add_argument("--quiet", "-q", action="store_true",
                        help="no progress display while unpacking layers")
@@ -115,6 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
+    from .rootless_cli import register as register_rootless
+    register_rootless(commands)
     return parser
 
 
@@ -185,8 +194,9 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         index = DeferredIndex(image.pending)
     else:
         index = PathIndex(image.layers)
+    ids = build_id_map(options.ids, as_me=args.as_me)  # rootless: owners shown
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log, upper=upper)
+          debug=args.debug, log_file=args.log, upper=upper, ids=ids)
     return 0
 
 
