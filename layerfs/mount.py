@@ -230,8 +230,10 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
                      deferred.pending.description)
         trio.run(_serve, ops, deferred)
         # pyfuse3.main returns on a signal (we must unmount) or after an
-        # external umount (nothing left to unmount).
-        unmount[0] = os.path.ismount(mountpoint)
+        # external umount (nothing left to unmount). From mountinfo: a stat of the
+        # mountpoint would be a request nobody serves any more (a hang, once writes
+        # dropped its cached attributes).
+        unmount[0] = _device_of_mount(resolved) is not None
 
 
 def unmount(mountpoint: str, *, lazy: bool = False) -> None:

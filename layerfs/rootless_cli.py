@@ -31,6 +31,7 @@ from .userns import IdMapping, plan_mapping, run_in_namespace
 
 MOUNT_WAIT = 120.0
 """How long the daemon may take to mount (a large index's root is read first)."""
+UNMOUNT_WAIT = 30.0
 
 
 @dataclass
@@ -121,7 +122,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        remote=remote_options(args))
     layers = image.layers if image.pending is None else image.pending.wait()
     mapping = _namespace_mapping()
-    mountpoint = tempfile.mkdtemp(prefix="layerfs-", dir=os.environ.get("XDG_RUNTIME_DIR"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    usable = runtime if runtime and os.access(runtime, os.W_OK | os.X_OK) else None
+    # Only ever mounted on inside the namespace; removed when the session ends (an
+    # empty directory stays if this process is killed with SIGKILL).
+    mountpoint = tempfile.mkdtemp(prefix="layerfs-run-", dir=usable)
     session = Session(layers, mountpoint, command, chroot=args.chroot,
                       upper=_absolute(args.upper), work=_absolute(args.work), options=options,
                       ids=ids, debug=args.debug, log=_absolute(args.log))
@@ -158,8 +163,20 @@ def _serve_and_run(session: Session) -> int:
         command = session.command or [os.environ.get("SHELL") or "/bin/sh"]
         return _run_command(command, cwd=session.mountpoint)
     finally:
-        os.kill(daemon, signal.SIGTERM)  # the daemon unmounts, syncs the upper, exits
-        os.waitpid(daemon, 0)
+        _stop(daemon)
+
+
+def _stop(daemon: int) -> None:
+    """Let the daemon unmount and sync the upper; past UNMOUNT_WAIT, the namespace's
+    end kills it (as a kill -9 would: every change on disk is complete)."""
+    os.kill(daemon, signal.SIGTERM)
+    deadline = time.monotonic() + UNMOUNT_WAIT
+    while time.monotonic() < deadline:
+        if os.waitpid(daemon, os.WNOHANG)[0]:
+            return
+        time.sleep(0.01)
+    print("layerfs: the daemon did not stop in time; ending the namespace kills it",
+          file=sys.stderr)
 
 
 def _daemon(session: Session) -> None:
