@@ -124,10 +124,19 @@ def test_run_with_subordinate_ids_shows_the_images_owners(user, image):
 
 
 def test_run_without_subordinate_ids_maps_the_user_alone_and_says_so(user, image):
+    upper = user.work / "upper"
+    user.run("mkdir", str(upper))
     with subordinate_ids(user, False):
         result = user.layerfs("run", image, "--", sys.executable, "-c", WALK)
         squashed = user.layerfs("run", "-o", "squash_to_root", image, "--",
                                 sys.executable, "-c", WALK)
+        # uid 1000 cannot be given to a copy-up here: it stays the user's own.
+        written = user.layerfs("run", "-o", "squash_to_root", image, "--upper", str(upper),
+                               "--", "sh", "-c", "echo more >> home/u/private")
+    assert written.returncode == 0, written.stderr
+    copied = os.lstat(upper / "home/u/private")
+    assert (copied.st_uid, copied.st_gid) == (user.uid, user.gid)
+    assert (upper / "home/u/private").read_bytes() == b"uid 1000's\nmore\n"
     seen = _walked(result)
     assert "no subordinate ids" in result.stderr and "65534" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -345,3 +354,25 @@ def test_fuse_device_and_fusermount_problems_are_one_line(user, scratch):
     result = subprocess.run(user.command("env", f"PATH={empty}", sys.executable, "-c", CHECK,
                                          str(device)), capture_output=True, text=True)
     assert result.stdout.startswith("fusermount3: not found"), result
+
+
+def test_as_me_with_an_upper_records_the_user_as_owner(user, image):
+    mnt, upper = user.work / "mnt", user.work / "upper"
+    for path in (mnt, upper):
+        user.run("mkdir", str(path))
+    script = (f"set -e; cd {mnt}; echo more >> etc/keep.txt; echo new > etc/new; "
+              f"chown {user.uid}:{user.gid} etc/new; rm secret/key; "
+              "stat -c %u:%g etc/keep.txt etc/new; "
+              "getfattr --only-values -n user.layerfs.owner etc/keep.txt")
+    with layerfs_mounted(mnt, "--as-me", "--upper", str(upper), "--cache-dir",
+                         str(user.home / "cache"), image, user=user.name, check_lowers=False):
+        result = user.run("sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    mine = f"{user.uid}:{user.gid}"
+    # What stat shows, what the kernel checked and what the upper records agree: the user.
+    assert result.stdout.splitlines() == [mine, mine, mine]
+    for name in ("etc/keep.txt", "etc/new", "etc"):
+        st = os.lstat(upper / name)
+        assert (st.st_uid, st.st_gid) == (user.uid, user.gid), name
+    assert (upper / "etc/keep.txt").read_bytes() == b"root only\nmore\n"
+    assert os.lstat(upper / "secret/key").st_rdev == 0
