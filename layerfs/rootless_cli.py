@@ -85,7 +85,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             help="log every FUSE request (to --log, else stderr)")
         parser.add_argument("--log", metavar="FILE", help="the daemon's log (default: none)")
         if is_run:
-            parser.add_argument("command", nargs="+", metavar="CMD",
+            parser.add_argument("argv", nargs="+", metavar="CMD",
                                 help="the command and its arguments (after --)")
         parser.set_defaults(run=_cmd_run)
 
@@ -94,7 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Run CMD (default $SHELL) as root of a user namespace with the same id "
                     "maps as shell and run, e.g. to read or commit an upper dir whose files "
                     "carry the image's owners: layerfs unshare -- layerfs commit UPPER -o L.tar")
-    unshare.add_argument("command", nargs="*", metavar="CMD")
+    unshare.add_argument("argv", nargs="*", metavar="CMD")
     unshare.set_defaults(run=_cmd_unshare)
 
 
@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("a work dir needs an upper dir (--upper)")
     ids = build_id_map(options.ids)
     check_fuse()  # before anything: /dev/fuse must be usable by you
-    command = getattr(args, "command", None) or []
+    command = getattr(args, "argv", None) or []
     image = open_image(args.image, args.format, image_ref=args.image_ref,
                        platform=args.platform, cache=_cache(args), quiet=args.quiet,
                        remote=remote_options(args))
@@ -144,7 +144,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _cmd_unshare(args: argparse.Namespace) -> int:
-    command = args.command or [os.environ.get("SHELL") or "/bin/sh"]
+    command = args.argv or [os.environ.get("SHELL") or "/bin/sh"]
     return run_in_namespace(_namespace_mapping(), lambda: _run_command(command, cwd=None))
 
 

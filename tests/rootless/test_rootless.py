@@ -376,3 +376,13 @@ def test_as_me_with_an_upper_records_the_user_as_owner(user, image):
         assert (st.st_uid, st.st_gid) == (user.uid, user.gid), name
     assert (upper / "etc/keep.txt").read_bytes() == b"root only\nmore\n"
     assert os.lstat(upper / "secret/key").st_rdev == 0
+
+
+def test_shell_runs_the_users_shell_in_the_mount(user, image):
+    process = subprocess.run(
+        user.command("env", "SHELL=/bin/sh", sys.executable, "-m", "layerfs", "shell", image),
+        input="id -u; cat etc/keep.txt; pwd\n", capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    uid, content, cwd = process.stdout.splitlines()
+    assert (uid, content) == ("0", "root only")
+    assert f" {cwd} " not in _host_mounts() and not os.path.exists(cwd)
