@@ -145,3 +145,31 @@ def test_disabled_user_namespaces_say_what_to_do(monkeypatch, knobs, expected):
     monkeypatch.setattr(userns, "_knob", lambda name: knobs.get(name))
     message = userns.unshare_failure(errno.EPERM)
     assert expected in message and "\n" not in message
+
+
+def test_mapped_mount_shows_translated_owners_and_stores_them_back(scratch, needs_root):
+    from tests.support.mounting import layerfs_mounted
+    lower, upper, work, mnt = (scratch / name for name in ("lower", "upper", "work", "mnt"))
+    for path in (lower, upper, work, mnt):
+        path.mkdir()
+    (lower / "a").write_text("a")
+    (lower / "b").write_text("b")
+    os.chown(lower / "b", 1000, 1000)
+    options = ("-o", f"lowerdir={lower},upperdir={upper},workdir={work},"
+               "uidmapping=0:1000:2000,gidmapping=0:1000:2000")
+    with layerfs_mounted(mnt, *options):
+        shown = {name: os.stat(mnt / name) for name in ("a", "b")}
+        (mnt / "new").write_text("n")
+        created = os.stat(mnt / "new")
+        os.chown(mnt / "new", 5, 6)
+        chowned = os.stat(mnt / "new")
+        with pytest.raises(OSError) as caught:
+            os.chown(mnt / "new", 3000, -1)
+        owner = os.getxattr(mnt / "b", "user.layerfs.owner")
+    assert (shown["a"].st_uid, shown["a"].st_gid) == (65534, 65534)  # 0 is not covered
+    assert (shown["b"].st_uid, shown["b"].st_gid) == (0, 0)
+    assert (created.st_uid, chowned.st_uid, chowned.st_gid) == (0, 5, 6)
+    assert caught.value.errno == errno.EINVAL
+    assert owner == b"1000:1000"
+    on_disk = os.lstat(upper / "new")
+    assert (on_disk.st_uid, on_disk.st_gid) == (1005, 1006)
