@@ -42,6 +42,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 
+ALL_IDS = 4294967295
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
 
@@ -60,8 +61,8 @@ class IdMapping:
 
     @property
     def subordinate(self) -> bool:
-        """Whether ids beyond the caller's own are mapped (through newuidmap/newgidmap)."""
-        return len(self.uids) > 1 or len(self.gids) > 1
+        """Whether ids beyond the caller's own are mapped."""
+        return any(len(lines) > 1 or lines[0][2] > 1 for lines in (self.uids, self.gids))
 
 
 def subordinate_ranges(text: str, user: str, uid: int) -> list[tuple[int, int]]:
@@ -99,9 +100,15 @@ def _read(path: str) -> str:
         return ""
 
 
-def plan_mapping(*, subuid: str = SUBUID, subgid: str = SUBGID) -> tuple[IdMapping, str | None]:
-    """The maps for this user, and a note to show when only its own ids are mapped."""
-    uid, gid = os.geteuid(), os.getegid()
+def plan_mapping(*, uid: int | None = None, gid: int | None = None, subuid: str = SUBUID,
+                 subgid: str = SUBGID) -> tuple[IdMapping, str | None]:
+    """The maps for this user (or ``uid``/``gid``), and a note to show when only its own
+    ids are mapped."""
+    uid = os.geteuid() if uid is None else uid
+    gid = os.getegid() if gid is None else gid
+    if uid == 0:  # root may map every id as itself
+        every = ((0, 0, ALL_IDS),)
+        return IdMapping(every, every), None
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -160,7 +167,8 @@ def _die_with_parent() -> None:
 
 def _write_maps(pid: int, mapping: IdMapping) -> None:
     """Give the namespace of ``pid`` its maps (from outside it)."""
-    if mapping.subordinate:
+    root = os.geteuid() == 0
+    if mapping.subordinate and not root:
         for helper, lines in (("newuidmap", mapping.uids), ("newgidmap", mapping.gids)):
             args = [str(n) for line in lines for n in line]
             result = subprocess.run([helper, str(pid), *args], capture_output=True, text=True)
@@ -169,9 +177,12 @@ def _write_maps(pid: int, mapping: IdMapping) -> None:
                 raise MountError(f"{helper}: {message} (check your lines in {SUBUID} and "
                                  f"{SUBGID})")
         return
-    # Any user may map its own ids, once setgroups(2) is denied in the namespace.
-    for name, text in (("setgroups", "deny"), ("uid_map", "%d %d %d" % mapping.uids[0]),
-                       ("gid_map", "%d %d %d" % mapping.gids[0])):
+    # Any user may map its own ids, once setgroups(2) is denied in the namespace;
+    # root may write any map.
+    writes = [] if root else [("setgroups", "deny")]
+    writes += [(name, "".join("%d %d %d\n" % line for line in lines))
+               for name, lines in (("uid_map", mapping.uids), ("gid_map", mapping.gids))]
+    for name, text in writes:
         with open(f"/proc/{pid}/{name}", "w") as file:
             file.write(text)
 

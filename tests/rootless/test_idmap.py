@@ -116,24 +116,29 @@ def test_map_lines_put_the_caller_at_0_and_ranges_after():
 def test_plan_without_subordinate_ids_is_the_single_map_with_a_note(tmp_path):
     empty = tmp_path / "subuid"
     empty.write_text("")
-    mapping, note = userns.plan_mapping(subuid=str(empty), subgid=str(empty))
-    assert mapping.uids == ((0, os.geteuid(), 1),) and not mapping.subordinate
+    mapping, note = userns.plan_mapping(uid=4321, gid=4322, subuid=str(empty),
+                                        subgid=str(empty))
+    assert mapping.uids == ((0, 4321, 1),) and not mapping.subordinate
     assert note is not None and "no subordinate ids" in note and "usermod" in note
     assert "\n" not in note
 
 
 def test_plan_with_subordinate_ids(tmp_path, monkeypatch):
-    import pwd
-    name = pwd.getpwuid(os.geteuid()).pw_name
     grants = tmp_path / "subid"
-    grants.write_text(f"{name}:200000:1000\n")
+    grants.write_text("4321:200000:1000\n")  # by id: no such user name
+    plan = dict(uid=4321, gid=4322, subuid=str(grants), subgid=str(grants))
     monkeypatch.setattr(userns.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    mapping, note = userns.plan_mapping(subuid=str(grants), subgid=str(grants))
+    mapping, note = userns.plan_mapping(**plan)
     assert note is None and mapping.subordinate
-    assert mapping.gids == ((0, os.getegid(), 1), (1, 200000, 1000))
+    assert mapping.gids == ((0, 4322, 1), (1, 200000, 1000))
     monkeypatch.setattr(userns.shutil, "which", lambda tool: None)
-    mapping, note = userns.plan_mapping(subuid=str(grants), subgid=str(grants))
+    mapping, note = userns.plan_mapping(**plan)
     assert not mapping.subordinate and "uidmap" in note
+
+
+def test_root_maps_every_id_as_itself():
+    mapping, note = userns.plan_mapping(uid=0, gid=0)
+    assert mapping.uids == mapping.gids == ((0, 0, userns.ALL_IDS),) and note is None
 
 
 @pytest.mark.parametrize("knobs, expected", [
