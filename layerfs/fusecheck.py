@@ -18,8 +18,10 @@ FUSE_DEVICE = "/dev/fuse"
 FUSE_CONF = "/etc/fuse.conf"
 
 
-def check_fuse(fuse_options: set[str] | frozenset[str] = frozenset()) -> None:
-    """Raise a one-line MountError if this process cannot mount FUSE with ``fuse_options``."""
+def check_fuse(fuse_options: set[str] | frozenset[str] = frozenset(), *,
+               through_fusermount: bool = True) -> None:
+    """Raise a one-line MountError if this process cannot mount FUSE with ``fuse_options``
+    (``through_fusermount=False``: only the device, for a mount in a user namespace)."""
     if not os.path.exists(FUSE_DEVICE):
         raise MountError(f"{FUSE_DEVICE}: no FUSE device on this machine (load the fuse "
                          "module: modprobe fuse)")
@@ -30,7 +32,7 @@ def check_fuse(fuse_options: set[str] | frozenset[str] = frozenset()) -> None:
             f"{stat.S_IMODE(st.st_mode):04o}, owner {st.st_uid}:{st.st_gid}); ask an "
             f"administrator to make it 0666 (chmod 0666 {FUSE_DEVICE}, the usual mode) "
             "or to add you to its group")
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 or not through_fusermount:
         return
     helper = shutil.which("fusermount3")
     if helper is None:

@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from .errors import LayerfsError, MountError, UsageError
+from .errors import LayerfsError, UsageError
 from .fusecheck import check_fuse
 from .idmap import IdMap, build_id_map
 from .index import PathIndex
@@ -115,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.work and not args.upper:
         raise UsageError("a work dir needs an upper dir (--upper)")
     ids = build_id_map(options.ids)
-    check_fuse()  # before anything: /dev/fuse must be usable by you
+    check_fuse(through_fusermount=False)  # before anything: /dev/fuse must be usable
     command = getattr(args, "argv", None) or []
     image = open_image(args.image, args.format, image_ref=args.image_ref,
                        platform=args.platform, cache=_cache(args), quiet=args.quiet,
@@ -251,7 +251,8 @@ def _run_command(command: list[str], *, cwd: str | None, root: str | None = None
         process = subprocess.Popen(command, cwd=cwd,
                                    preexec_fn=enter_root if root is not None else None)
     except OSError as exc:
-        raise MountError(f"{command[0]}: {exc.strerror}") from None
+        print(f"layerfs: {command[0]}: {exc.strerror}", file=sys.stderr)
+        return 127  # as a shell says "command not found"
     # The command owns the terminal's signals from here on (it got the default
     # dispositions at exec).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
