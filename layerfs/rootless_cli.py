@@ -25,6 +25,7 @@ from .errors import LayerfsError, UsageError
 from .fusecheck import check_fuse
 from .idmap import IdMap, build_id_map
 from .index import PathIndex
+from .layer import Layer
 from .options import MountOptions, parse_options
 from .registry.cli import add_remote_arguments, remote_options
 from .userns import IdMapping, plan_mapping, run_in_namespace
@@ -38,7 +39,7 @@ UNMOUNT_WAIT = 30.0
 class Session:
     """What the namespace's first process needs: all decided outside."""
 
-    layers: list
+    layers: list[Layer]
     mountpoint: str
     command: list[str]
     chroot: bool = False

@@ -208,13 +208,18 @@ def _inside(parent: int, ready: int, go: int, mapping: IdMapping,
     if os.read(go, 1) != b"1":
         os._exit(1)  # the maps could not be written: the parent says why
     os.close(go)
-    if mapping.subordinate:
-        os.setgroups([])  # the caller's other groups would show as the overflow id
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
-    # Nothing mounted here may reach the caller's namespace.
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount")
+    try:
+        if mapping.subordinate:
+            os.setgroups([])  # the caller's other groups would show as the overflow id
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
+        # Nothing mounted here may reach the caller's namespace.
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount")
+    except OSError as exc:
+        # A namespace without the powers it should give (AppArmor's restriction).
+        print(f"layerfs: {unshare_failure(exc.errno)} ({exc.strerror})", file=sys.stderr)
+        os._exit(1)
     first = os.fork()
     if first == 0:
         _die_with_parent()
