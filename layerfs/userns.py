@@ -118,7 +118,8 @@ def plan_mapping(*, uid: int | None = None, gid: int | None = None, subuid: str 
     single = IdMapping(((0, uid, 1),), ((0, gid, 1),))
     overflow = _read("/proc/sys/kernel/overflowuid").strip() or "65534"
     consequence = (f"only your own uid and gid are mapped (to 0); files of other owners show "
-                   f"as {overflow} (nobody) and cannot be chowned to")
+                   f"as {overflow} (nobody) and cannot be chowned to (-o squash_to_root shows "
+                   f"them as root's)")
     if not uid_ranges or not gid_ranges:
         missing = " and ".join(p for p, r in ((subuid, uid_ranges), (subgid, gid_ranges)) if not r)
         return single, (f"no subordinate ids for {user} in {missing}: {consequence}; to map "
