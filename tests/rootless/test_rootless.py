@@ -386,3 +386,46 @@ def test_shell_runs_the_users_shell_in_the_mount(user, image):
     uid, content, cwd = process.stdout.splitlines()
     assert (uid, content) == ("0", "root only")
     assert f" {cwd} " not in _host_mounts() and not os.path.exists(cwd)
+
+
+def test_shell_on_a_terminal_gives_ctrl_c_to_the_command_alone(user, image):
+    import pty
+    import select
+    import shutil
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    command = user.command("env", "SHELL=/bin/bash", "TERM=dumb", sys.executable, "-m",
+                           "layerfs", "shell", image)
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execvp(command[0], command)
+    seen = bytearray()
+
+    def expect(pattern: bytes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while pattern not in seen:
+            assert time.monotonic() < deadline, f"no {pattern!r} in {bytes(seen)!r}"
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    seen.extend(os.read(terminal, 4096))
+                except OSError:
+                    break
+        del seen[:seen.index(pattern) + len(pattern)]
+
+    try:
+        expect(b"# ")  # root's prompt
+        os.write(terminal, b"sleep 60; echo slept\n")
+        time.sleep(0.5)
+        os.write(terminal, b"\x03")  # ^C: the sleep stops, the session goes on
+        expect(b"# ")
+        os.write(terminal, b"echo alive $((40+2)); cat etc/keep.txt; exit 3\n")
+        expect(b"alive 42")
+        expect(b"root only")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(terminal)
