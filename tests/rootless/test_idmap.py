@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 import pytest
 from hypothesis import given
@@ -178,3 +179,25 @@ def test_mapped_mount_shows_translated_owners_and_stores_them_back(scratch, need
     assert owner == b"1000:1000"
     on_disk = os.lstat(upper / "new")
     assert (on_disk.st_uid, on_disk.st_gid) == (1005, 1006)
+
+
+def test_layerfs_overlay_takes_fuse_overlayfs_id_options(scratch):
+    import subprocess
+
+    from tests.support.mounting import force_unmount, layerfs_env, wait_for_mount
+    lower, mnt = scratch / "lower", scratch / "mnt"
+    lower.mkdir()
+    mnt.mkdir()
+    (lower / "f").write_text("f")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerfs.overlay_cli", "-f", "-o",
+         f"lowerdir={lower},squash_to_uid=77,squash_to_gid=88", str(mnt)],
+        env=layerfs_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_mount(mnt, process)
+        st = os.stat(mnt / "f")
+    finally:
+        force_unmount(mnt)
+        process.terminate()
+        process.communicate(timeout=30)
+    assert (st.st_uid, st.st_gid) == (77, 88)
