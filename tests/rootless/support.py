@@ -9,6 +9,7 @@ their libraries for ``--chroot``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import re
@@ -134,6 +135,7 @@ def make_user(scratch: Path, name: str | None) -> User:
 # -- subordinate ids ------------------------------------------------------------------
 
 def granted(user: User, path: str) -> list[tuple[int, int]]:
+    """The ranges ``path`` (/etc/subuid or /etc/subgid) grants ``user``."""
     from layerfs.userns import subordinate_ranges
     try:
         text = Path(path).read_text()
@@ -144,39 +146,52 @@ def granted(user: User, path: str) -> list[tuple[int, int]]:
 
 
 TEST_RANGE = (400000, 65536)
+SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 
 
 @contextlib.contextmanager
 def subordinate_ids(user: User, wanted: bool) -> Iterator[None]:
     """/etc/subuid and /etc/subgid grant ``user`` a range (``wanted``) or none, for the
-    block's duration (as root: added or removed with usermod, and put back after)."""
-    uids, gids = granted(user, "/etc/subuid"), granted(user, "/etc/subgid")
+    block's duration (as root; put back after). The files are edited under the shadow
+    tools' lock, not with usermod, which refuses while the user runs processes (other
+    tests' mounts)."""
+    uids, gids = granted(user, SUBUID), granted(user, SUBGID)
     if wanted == bool(uids and gids):
         yield
         return
-    if user.name is None or os.geteuid() != 0 or shutil.which("usermod") is None:
-        pytest.skip("cannot change /etc/subuid here (not root, or no usermod): the test "
-                    f"needs the user {'with' if wanted else 'without'} subordinate ids")
-    if wanted:
-        start, count = TEST_RANGE
-        span = f"{start}-{start + count - 1}"
-        _usermod("--add-subuids", span, "--add-subgids", span, user.name)
-        try:
-            yield
-        finally:
-            _usermod("--del-subuids", span, "--del-subgids", span, user.name)
-        return
-    spans = [("subuids", f"{s}-{s + c - 1}") for s, c in uids] + \
-        [("subgids", f"{s}-{s + c - 1}") for s, c in gids]
-    _usermod(*[a for kind, span in spans for a in (f"--del-{kind}", span)], user.name)
+    if user.name is None or os.geteuid() != 0:
+        pytest.skip("cannot change /etc/subuid here (not root): the test needs the user "
+                    f"{'with' if wanted else 'without'} subordinate ids")
+    start, count = TEST_RANGE
+    line = f"{user.name}:{start}:{count}"
+    saved = {path: _edit_subids(path, user, [line] if wanted else [])
+             for path in (SUBUID, SUBGID)}
     try:
         yield
     finally:
-        _usermod(*[a for kind, span in spans for a in (f"--add-{kind}", span)], user.name)
+        for path, lines in saved.items():
+            _edit_subids(path, user, lines)
 
 
-def _usermod(*args: str) -> None:
-    subprocess.run(["usermod", *args], check=True, capture_output=True, text=True)
+def _edit_subids(path: str, user: User, lines: list[str]) -> list[str]:
+    """Replace ``user``'s lines of ``path`` with ``lines``; its previous lines."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.lckpwdf() != 0:
+        raise OSError(ctypes.get_errno(), "lckpwdf")
+    try:
+        try:
+            old = Path(path).read_text().splitlines()
+        except FileNotFoundError:
+            old = []
+        mine = [entry for entry in old if entry.split(":", 1)[0] in (user.name, str(user.uid))]
+        kept = [entry for entry in old if entry not in mine]
+        temp = Path(path + ".layerfs-test")
+        temp.write_text("".join(f"{entry}\n" for entry in kept + lines))
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+        return mine
+    finally:
+        libc.ulckpwdf()
 
 
 def needs_tools(tool: str) -> None:
