@@ -15,6 +15,7 @@ from .cliopts import CACHE_HELP, add_image_options, remote_options
 from .deferred import DeferredIndex
 from .engines import DEFAULT_ENGINE, ENGINE_VARIABLE
 from .errors import LayerfsError, UsageError
+from .idmap import build_id_map
 from .images import Image, open_image, read_image, transport
 from .images.inspect import layer_rows, render_json, render_table
 from .images.layerdirs import open_explicit_layers
@@ -66,7 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
-                            "allow_other; generic mount options (ro, nodev, ...) are accepted")
+                            "allow_other, squash_to_root, squash_to_uid=N, squash_to_gid=N, "
+                            "uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
+                            "mount options (ro, nodev, ...) are accepted")
+    mount.add_argument("--as-me", action="store_true",
+                       help="show every entry as owned by you (your uid and gid), so the "
+                            "kernel's permission checks let you read every file whose owner "
+                            "bits allow it; the real owners: getfattr -n user.layerfs.owner")
     registry = add_image_options(mount)
     registry.add_argument("--lazy", action="store_true",
                           help="mount once the tables of contents are fetched and fetch "
@@ -124,6 +131,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
+    from .rootless_cli import register as register_rootless
+    register_rootless(commands)
     return parser
 
 
@@ -197,9 +206,10 @@ def _cmd_mount(args: argparse.Namespace) -> int:
             index = DeferredIndex(image.pending)
         else:
             index = PathIndex(image.layers)
+        ids = build_id_map(options.ids, as_me=args.as_me)  # rootless: owners shown
         serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
               debug=args.debug, log_file=args.log, upper=upper,
-              engine=args.engine or options.engine)
+              engine=args.engine or options.engine, ids=ids)
     except BaseException:
         if os.getpid() == launcher:  # not the daemon: the mount never went live
             _remove_made(made)

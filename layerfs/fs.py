@@ -56,6 +56,7 @@ from .fuse.api import (
     Notifier,
     Opened,
 )
+from .idmap import IDENTITY, IdMap
 from .index import Node, PathIndex
 from .openfiles import DEFAULT_CACHED, OpenFile, OpenFiles
 from .upper import Caller, Upper
@@ -123,10 +124,6 @@ class OpenDir:
     """The listing as it was at the last rewind: offsets index into it."""
 
 
-def _caller(ctx: Context) -> Caller:
-    return Caller(ctx.uid, ctx.gid)
-
-
 class _NoKernel:
     """The notifier until an engine gives one (and in tests that call handlers directly)."""
 
@@ -149,7 +146,8 @@ class LayerOperations:
                  upper: Upper | None = None,
                  after_init: Callable[[], None] | None = None,
                  zero_message_opens: bool = False,
-                 cached_files: int = DEFAULT_CACHED) -> None:
+                 cached_files: int = DEFAULT_CACHED, ids: IdMap = IDENTITY) -> None:
+        self.ids = ids  # idmap: stored owners <-> shown owners (layerfs/idmap.py)
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
@@ -269,10 +267,14 @@ class LayerOperations:
         self._remember(node)
         return self._attributes(node)
 
-    @staticmethod
-    def _attributes(node: Node) -> Entry:
+    def _caller(self, ctx: Context) -> Caller:
+        return Caller(*self.ids.new_owner(ctx.uid, ctx.gid))  # idmap: the stored owner-to-be
+
+    def _attributes(self, node: Node) -> Entry:
         return Entry(Attributes(ino=node.ino, mode=node.mode, nlink=node.shown_nlink,
-                                uid=node.uid, gid=node.gid, rdev=node.rdev, size=node.size,
+                                uid=self.ids.shown_uid(node.uid),  # idmap: what stat shows and
+                                gid=self.ids.shown_gid(node.gid),  # default_permissions checks
+                                rdev=node.rdev, size=node.size,
                                 blocks=node.blocks, atime_ns=node.atime_ns,
                                 mtime_ns=node.mtime_ns, ctime_ns=node.ctime_ns),
                      entry_timeout=CACHE_TIMEOUT, attr_timeout=CACHE_TIMEOUT)
@@ -581,14 +583,14 @@ class LayerOperations:
                      ctx: Context) -> tuple[Opened, Entry]:
         upper = self._writable()
         directory = self._node(parent)
-        node, fd = await self._change(upper.create, directory, name, mode, _caller(ctx), flags)
+        node, fd = await self._change(upper.create, directory, name, mode, self._caller(ctx), flags)
         fh = self._files.add(OpenFile(node, fd, node.layer, True))
         return Opened(fh, keep_cache=True), self._entry(node)
 
     @_request
     async def mkdir(self, parent: int, name: bytes, mode: int, ctx: Context) -> Entry:
         upper = self._writable()
-        node = await self._change(upper.mkdir, self._node(parent), name, mode, _caller(ctx))
+        node = await self._change(upper.mkdir, self._node(parent), name, mode, self._caller(ctx))
         return self._entry(node)
 
     @_request
@@ -596,14 +598,14 @@ class LayerOperations:
                     ctx: Context) -> Entry:
         upper = self._writable()
         node = await self._change(upper.mknod, self._node(parent), name, mode, rdev,
-                                  _caller(ctx))
+                                  self._caller(ctx))
         return self._entry(node)
 
     @_request
     async def symlink(self, parent: int, name: bytes, target: bytes, ctx: Context) -> Entry:
         upper = self._writable()
         node = await self._change(upper.symlink, self._node(parent), name, target,
-                                  _caller(ctx))
+                                  self._caller(ctx))
         return self._entry(node)
 
     @_request
@@ -647,9 +649,10 @@ class LayerOperations:
         fd = handle.fd if handle is not None and handle.writable else None
         if fd is None and not self.index.is_attached(node):
             fd = self._upper_fd(node)
+        uid, gid = self.ids.chown_to(changes.uid, changes.gid)  # idmap
         slow = changes.size not in (None, 0) and upper.needs_data_copy(node)
         await self._change(functools.partial(
-            upper.setattr, node, fd=fd, mode=changes.mode, uid=changes.uid, gid=changes.gid,
+            upper.setattr, node, fd=fd, mode=changes.mode, uid=uid, gid=gid,
             size=changes.size, atime_ns=changes.atime_ns, mtime_ns=changes.mtime_ns), slow=slow)
         self._stale.discard(node.ino)
         return self._attributes(node)

@@ -56,6 +56,7 @@ _UPPER_FILE_XATTRS = frozenset(INODE_XATTRS + METACOPY_XATTRS + REDIRECT_XATTRS)
 _METACOPY_XATTR_SET = frozenset(METACOPY_XATTRS)
 
 LAYER_XATTR = b"user.layerfs.layer"
+OWNER_XATTR = b"user.layerfs.owner"
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +284,14 @@ class PathIndex:
         """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none.
 
         ``user.layerfs.layer`` names the layer providing the entry ("3 sha256:..."); it is
-        answered only when asked for by name, never listed, so copies do not carry it."""
+        answered only when asked for by name, never listed, so copies do not carry it.
+        ``user.layerfs.owner`` likewise gives the owner the layers store ("UID:GID"),
+        whatever the mount's id options show (layerfs/idmap.py)."""
         if name == LAYER_XATTR:
             provider = self.layers[node.layer]
             return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
+        if name == OWNER_XATTR:
+            return f"{node.uid}:{node.gid}".encode()
         layer, relpath = self.backing(node)
         sidecar = self._sidecars[node.layer]
         if sidecar is not None and name in sidecar.xattrs_of(relpath):

@@ -13,7 +13,6 @@ import errno
 import logging
 import logging.handlers
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -27,6 +26,8 @@ from .deferred import DeferredIndex
 from .engines import Engine, default_engine, open_engine
 from .errors import MountError
 from .fs import LayerOperations
+from .fusecheck import check_fuse
+from .idmap import IDENTITY, IdMap
 from .index import PathIndex
 from .logfile import daemon_log_file
 from .prefetch import warm_layers
@@ -66,11 +67,8 @@ def check_mountpoint(mountpoint: str) -> None:
         raise MountError(f"{mountpoint}: mountpoint is busy (something is mounted there)")
 
 
-def check_fuse_available() -> None:
-    if not os.path.exists(FUSE_DEVICE):
-        raise MountError(f"{FUSE_DEVICE}: no FUSE device on this machine (load the fuse module)")
-    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
-        raise MountError("fusermount3: not found; install the fuse3 package to mount as a user")
+def check_fuse_available(options: set[str] | frozenset[str] = frozenset()) -> None:
+    check_fuse(options)  # rootless: /dev/fuse access, setuid fusermount3, user_allow_other
 
 
 def fuse_options(extra: set[str], *, fsname: str = "layerfs", writable: bool = False,
@@ -201,18 +199,20 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
           extra_options: set[str] = frozenset(), foreground: bool = False,
           debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
-          subtype: str = "layerfs", engine: str | None = None) -> None:
+          subtype: str = "layerfs", engine: str | None = None,
+          ids: IdMap = IDENTITY) -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
     writable through ``upper`` if given; on the FUSE engine named ``engine``
     (None: $LAYERFS_ENGINE, else the default). A deferred index is completed
     in the background while the mount is live."""
     fuse = open_engine(engine or default_engine(), debug=debug)
     check_mountpoint(mountpoint)
-    check_fuse_available()
+    check_fuse_available(extra_options)
     resolved = os.path.realpath(mountpoint)  # now: once mounted, a stat of it would hang
     after_init = (lambda: tune_readahead(resolved)) if os.geteuid() == 0 else None
     ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init,
-                          zero_message_opens=fuse.zero_message_opens)
+                          zero_message_opens=fuse.zero_message_opens,
+                          ids=ids)  # idmap: owners shown through the mount
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)
@@ -238,9 +238,11 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
             log.info("serving %s; its files once %s are present", mountpoint,
                      deferred.pending.description)
         trio.run(_serve, fuse, ops, deferred)
-        # serve returns on a signal (we must unmount) or after an
-        # external umount (nothing left to unmount).
-        unmount[0] = os.path.ismount(mountpoint)
+        # serve returns on a signal (we must unmount) or after an external
+        # umount (nothing left to unmount). From mountinfo: a stat of the
+        # mountpoint would be a request nobody serves any more (a hang, once writes
+        # dropped its cached attributes).
+        unmount[0] = _device_of_mount(resolved) is not None
 
 
 def unmount(mountpoint: str, *, lazy: bool = False) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import UsageError
+from .idmap import OPTION_FLAGS as ID_FLAGS
+from .idmap import OPTION_KEYS as ID_KEYS
 
 # Options passed to FUSE as they are.
 FUSE_PASSTHROUGH = frozenset({"allow_other", "allow_root"})
@@ -43,6 +45,8 @@ class MountOptions:
     """Skip every sync to the upper dir (the kernel's ``volatile``)."""
     engine: str | None = None
     """The FUSE engine to serve with (``engine=native|pyfuse3``), None for the default."""
+    ids: dict[str, str | None] = field(default_factory=dict)
+    """Owner options (squash_to_*, uidmapping=, gidmapping=): see layerfs/idmap.py."""
 
 
 def split_escaped(value: str, separator: str, *, unescape: bool = True) -> list[str]:
@@ -102,6 +106,8 @@ def parse_options(strings: list[str]) -> MountOptions:
                 options.read_only = key == "ro"
             elif key in ("userxattr", "volatile") and not has_value:
                 setattr(options, key, True)
+            elif key in ID_KEYS and has_value or key in ID_FLAGS and not has_value:
+                options.ids[key] = value if has_value else None  # checked by idmap
             elif key in IGNORED and not has_value or key in IGNORED_KEYS:
                 continue
             else:

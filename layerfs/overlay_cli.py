@@ -22,6 +22,7 @@ import os
 import sys
 
 from .errors import LayerfsError, UsageError
+from .idmap import build_id_map
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve
@@ -135,7 +136,8 @@ def run(argv: list[str]) -> int:
     if os.geteuid() == 0:
         fuse.add("allow_other")
     serve(index, mountpoint, extra_options=fuse, foreground=args.foreground, debug=args.debug,
-          fsname=source, upper=upper, subtype=PROG, engine=options.engine)
+          fsname=source, upper=upper, subtype=PROG, engine=options.engine,
+          ids=build_id_map(options.ids))
     return 0
 
 

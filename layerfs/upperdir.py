@@ -308,6 +308,11 @@ class UpperDir:
             if os.geteuid() == 0:
                 raise
             # A user's daemon owns what it creates; other owners cannot be kept.
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # rootless: an id this user namespace does not map (its overflow id
+            # inside) cannot be given; the copy stays the namespace root's.
 
     @staticmethod
     def _chmod_and_times(temp: bytes, attrs: Attributes) -> None:
