@@ -21,13 +21,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from .cliopts import add_image_options, remote_options
 from .errors import LayerfsError, UsageError
 from .fusecheck import check_fuse
 from .idmap import IdMap, build_id_map
 from .index import PathIndex
 from .layer import Layer
 from .options import MountOptions, parse_options
-from .cliopts import add_image_options, remote_options
 from .userns import IdMapping, plan_mapping, run_in_namespace
 
 MOUNT_WAIT = 120.0
