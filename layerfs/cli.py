@@ -14,7 +14,7 @@ from . import __version__
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
 from .images import FORMS, Image, open_image, read_image
-from .images.inspect import layer_rows, render_json, render_table
+from .images.inspect import layer_rows, raw_manifest, render_config, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
@@ -79,15 +79,22 @@ def _build_parser() -> argparse.ArgumentParser:
     register_registry(commands)
 
     inspect = commands.add_parser(
-        "inspect", help="list an image's layers without mounting it",
-        description="Show the image's layers bottom to top: DiffID, chainID, blob digest, "
+        "inspect", help="what skopeo inspect shows of an image, and its layers",
+        description="Show what skopeo inspect shows (image digest, created, platform, Env, "
+                    "Entrypoint, Cmd, WorkingDir, User, Labels, ExposedPorts), then the "
+                    "image's layers bottom to top: DiffID, chainID, blob digest, "
                     "compressed and uncompressed size, entries, and the history line that "
                     "created each. A registry image (docker://REGISTRY/REPO:TAG) is read "
                     "from its manifest and config alone: sizes and entries of layers not "
                     "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
     _add_image_arguments(inspect)
-    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    shown = inspect.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    shown.add_argument("--config", action="store_true",
+                       help="print the image config (JSON), as skopeo inspect --config")
+    shown.add_argument("--raw", action="store_true",
+                       help="print the manifest as stored, as skopeo inspect --raw")
     add_remote_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
@@ -193,11 +200,17 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     if is_remote(args.image):  # the manifest and config; no layer is pulled
         plan = read_remote(args.image, platform=args.platform, options=remote_options(args))
-        rows = layer_rows(plan, _cache(args), survey=False)
     else:
         plan = read_image(args.image, args.format, image_ref=args.image_ref,
                           platform=args.platform)
-        rows = layer_rows(plan, _cache(args))
+    if args.config:
+        print(render_config(plan))
+        return 0
+    if args.raw:
+        sys.stdout.buffer.write(raw_manifest(plan))
+        sys.stdout.flush()
+        return 0
+    rows = layer_rows(plan, _cache(args), survey=not is_remote(args.image))
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 

@@ -70,7 +70,8 @@ def remote_plan(image: RemoteImage) -> ImagePlan:
     return ImagePlan(layers=[layer_source(image, layer) for layer in image.layers],
                      name=f"{image.name}@{image.manifest.digest}"
                      if "@" not in image.name else image.name,
-                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name)
+                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name,
+                     manifest=image.manifest.data, digest=image.manifest.digest)
 
 
 def layer_what(image: RemoteImage, layer: RemoteLayer) -> str:
