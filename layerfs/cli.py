@@ -13,6 +13,8 @@ import sys
 from . import __version__
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
+from .explore import images as images_command
+from .explore import mountlist as mounts_command
 from .images import FORMS, Image, open_image, read_image
 from .images.inspect import layer_rows, raw_manifest, render_config, render_json, render_table
 from .images.layerdirs import open_explicit_layers
@@ -122,6 +124,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
+    for module in (images_command, mounts_command):
+        module.register(commands)
     return parser
 
 
@@ -193,8 +197,15 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     else:
         index = PathIndex(image.layers)
     serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-          debug=args.debug, log_file=args.log, upper=upper)
+          debug=args.debug, log_file=args.log, upper=upper, fsname=mount_source(args.image))
     return 0
+
+
+def mount_source(image: str | None) -> str:
+    """The mount's source in /proc/mounts and findmnt: the image as the user named it
+    (``layerfs`` for explicit layers), escaped for the FUSE option string."""
+    text = image or "layerfs"
+    return text.replace("\\", "\\\\").replace(",", "\\,")
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from .deferred import DeferredIndex
 from .errors import MountError
 from .fs import LayerOperations
 from .index import PathIndex
+from .mountrecord import mount_record
 from .prefetch import warm_layers
 from .upper import Upper
 
@@ -223,6 +224,9 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
         if not foreground:
             _daemonize()
         setup_logging(debug, log_file, foreground)
+        cleanup.enter_context(mount_record(
+            resolved, image=fsname, engine="pyfuse3",
+            upper=os.fsdecode(upper.disk.root) if upper is not None else None))
         deferred = index if isinstance(index, DeferredIndex) else None
         if deferred is None:
             log.info("serving %d layers at %s", len(index.layers), mountpoint)
