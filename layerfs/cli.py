@@ -13,6 +13,8 @@ import sys
 from . import __version__
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
+from .explore import export as export_command
+from .explore import files as files_command
 from .explore import images as images_command
 from .explore import mountlist as mounts_command
 from .images import FORMS, Image, open_image, read_image
@@ -124,7 +126,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
-    for module in (images_command, mounts_command):
+    for module in (images_command, mounts_command, export_command, files_command):
         module.register(commands)
     return parser
 

@@ -304,7 +304,7 @@ _TYPES = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
           "w": tarfile.REGTYPE, "h": tarfile.LNKTYPE}
 
 
-def _tarinfo(member: Member, mtime: int | None) -> tarfile.TarInfo:
+def _tarinfo(member: Member, mtime: int | None, exact_mtime: bool = False) -> tarfile.TarInfo:
     name = os.fsdecode(member.path) if member.path else "."
     if member.kind == "d":
         name += "/"
@@ -322,11 +322,14 @@ def _tarinfo(member: Member, mtime: int | None) -> tarfile.TarInfo:
     for key in sorted(member.xattrs):
         info.pax_headers["SCHILY.xattr." + os.fsdecode(key)] = \
             member.xattrs[key].decode("utf-8", "surrogateescape")
+    if exact_mtime and mtime is None and member.mtime_ns % 1_000_000_000:
+        seconds, nanoseconds = divmod(member.mtime_ns, 1_000_000_000)
+        info.pax_headers["mtime"] = f"{seconds}.{nanoseconds:09d}"
     return info
 
 
 def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
-                mtime: int | None = None) -> tuple[str, int, int]:
+                mtime: int | None = None, *, exact_mtime: bool = False) -> tuple[str, int, int]:
     """Write the members as a tar stream, compressed, to ``out``.
 
     Returns (DiffID, uncompressed size, number of members).
@@ -345,7 +348,7 @@ def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
     with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                       encoding="utf-8", errors="surrogateescape") as tar:
         for member in members:
-            info = _tarinfo(member, mtime)
+            info = _tarinfo(member, mtime, exact_mtime)
             count += 1
             if member.kind == "f" and member.open is not None:
                 with member.open() as data:

@@ -98,6 +98,9 @@ class LayerWriter:
         existing = self.kinds.get(path)
         if existing is not None:
             if existing == DIR and member.isdir():
+                # a dir met first as a parent (umoci writes data/.wh..wh..opq before
+                # data/) is the layer's own once its entry comes: its metadata counts
+                self.sidecar.implied_dirs.discard(path)
                 self._set_attributes(path, member, DIR)
                 return
             self._remove(path, existing)
