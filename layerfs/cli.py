@@ -249,6 +249,13 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
 def _cmd_umount(args: argparse.Namespace) -> int:
     unmount(args.mountpoint, lazy=args.lazy)
     return 0
@@ -256,6 +263,10 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    from . import mount_helper
+    if mount_helper.is_helper_call(argv, _command_names(parser)):  # mount -t fuse.layerfs
+        argv = mount_helper.mount_arguments(argv)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
