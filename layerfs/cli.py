@@ -27,8 +27,9 @@ from .registry.cli import add_remote_arguments, remote_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
 from .registry.source import is_remote, read_remote
+from .sizes import format_size, plural
 from .unpack import LayerCache
-from .unpack.inventory import list_layers, prune, render_layers
+from .unpack.inventory import cache_json, list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
 from .upper import open_writable
 
@@ -109,6 +110,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
     cache_ls.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
+    cache_ls.add_argument("--json", action="store_true",
+                          help="print JSON (schema: layerfs/unpack/inventory.py cache_json)")
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
         "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
@@ -230,6 +233,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
     cache = LayerCache(args.cache_dir)
+    if args.json:
+        print(cache_json(list_layers(cache), list_skeletons(cache), list_partials(cache)))
+        return 0
     print(render_layers(list_layers(cache)))
     registry = render_registry(list_skeletons(cache), list_partials(cache))
     if registry:
@@ -241,12 +247,26 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     cache = LayerCache(args.cache_dir)
     report = prune(cache, all_layers=args.all)
     registry = prune_registry(cache, all_layers=args.all).summary()
-    print(f"removed {len(report.removed)} layers ({report.freed} bytes of files)"
+    print(f"removed {plural(len(report.removed), 'layer')} ({format_size(report.freed)} "
+          "of files)"
           + (f", kept {len(report.kept_in_use)} in use by mounts" if report.kept_in_use else "")
-          + (f", cleared {report.stale_unpacks} interrupted unpacks" if report.stale_unpacks
-             else "")
+          + (f", cleared {plural(report.stale_unpacks, 'interrupted unpack')}"
+             if report.stale_unpacks else "")
           + (f"; {registry}" if registry else ""))
     return 0
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> argparse.ArgumentParser:
+    """The (sub)parser of the command given, e.g. ``cache ls``'s."""
+    while True:
+        chosen = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest, None) or "")
+        if chosen is None:
+            return parser
+        parser = chosen
 
 
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -267,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import mount_helper
     if mount_helper.is_helper_call(argv, _command_names(parser)):  # mount -t fuse.layerfs
         argv = mount_helper.mount_arguments(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage: show the subcommand's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.run(args)
     except UsageError as exc:

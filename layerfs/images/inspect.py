@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ..errors import ImageError
+from ..sizes import format_size, plural
 from ..unpack import LayerCache
 from ..unpack.digests import short
 from ..unpack.survey import survey_blob, survey_dir
@@ -124,22 +125,14 @@ def render_summary(plan: ImagePlan) -> str:
     return "\n".join(lines)
 
 
-def _size(value: object) -> str:
-    if not isinstance(value, int):
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024 or unit == "G":
-            return f"{value}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024  # type: ignore[assignment]
-    return str(value)
 
 
 def render_table(plan: ImagePlan, rows: list[dict]) -> str:
-    lines = [f"{plan.name}  ({plan.form}, {len(rows)} layers, bottom first)",
+    lines = [f"{plan.name}  ({plan.form}, {plural(len(rows), 'layer')}, bottom first)",
              render_summary(plan), ""]
     table = [COLUMNS] + [(
         str(row["position"]), short(row["diff_id"]) or "-", short(row["chain_id"]) or "-",
-        short(row["blob_digest"]) or "-", _size(row["compressed_size"]), _size(row["size"]),
+        short(row["blob_digest"]) or "-", format_size(row["compressed_size"]), format_size(row["size"]),
         "-" if row["entries"] is None else str(row["entries"]),
         " ".join(row["created_by"].split())[:60] or "-",
     ) for row in rows]

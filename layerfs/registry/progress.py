@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TextIO
 
-from ..unpack.progress import _size as human_size
+from ..sizes import format_size
 
 _REFRESH_SECONDS = 0.1
 
@@ -42,11 +42,11 @@ class LayerRow:
 
     def render(self, width: int) -> str:
         if self.state in ("pulling", "verifying") and self.total:
-            amount = f"{human_size(self.done)}/{human_size(self.total)}"
+            amount = f"{format_size(self.done)}/{format_size(self.total)}"
             percent = f"{100 * min(self.done, self.total) // self.total:3d}%"
             return f"{self.label:<{width}}  {self.state:<9} {amount:>22} {percent}"
         if self.state == "done":
-            return f"{self.label:<{width}}  done      {human_size(self.total):>22}"
+            return f"{self.label:<{width}}  done      {format_size(self.total):>22}"
         return f"{self.label:<{width}}  {self.state}"
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 from ..images import Image
 from ..images.plan import ImagePlan, LayerSource, cached_layer, layer_label
 from ..layer import Layer
+from ..sizes import plural
 from ..unpack import CachedLayer, LayerBlob, LayerCache
 from ..unpack.digests import chain_ids
 from .auth import Credentials, find_credentials, parse_creds
@@ -103,7 +104,7 @@ class PullResult:
 
     def summary(self) -> str:
         fetched = self.states.count("done")
-        return (f"{self.remote.name}: {len(self.states)} layers ({fetched} fetched, "
+        return (f"{self.remote.name}: {plural(len(self.states), 'layer')} ({fetched} fetched, "
                 f"{len(self.states) - fetched} cached), manifest {self.remote.manifest.digest}")
 
 

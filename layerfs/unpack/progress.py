@@ -10,15 +10,11 @@ import sys
 import time
 from typing import TextIO
 
+from ..sizes import format_size
+
 _REFRESH_SECONDS = 0.2
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class Progress:
@@ -59,8 +55,8 @@ class Progress:
         if not force and now - self._last < _REFRESH_SECONDS:
             return
         self._last = now
-        of = f"/{_size(self.total)}" if self.total else ""
+        of = f"/{format_size(self.total)}" if self.total else ""
         percent = f" {100 * self.done // self.total:3d}%" if self.total else ""
         self.stream.write(f"\r\033[Kunpacking layer {self.layer}/{self.total_layers} "
-                          f"{self.label}: {_size(self.done)}{of}{percent}")
+                          f"{self.label}: {format_size(self.done)}{of}{percent}")
         self.stream.flush()
