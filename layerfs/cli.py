@@ -191,7 +191,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     if upperdir:
         if options.upperdir and not options.workdir:
             raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-        layers = image.layers if image.pending is None else image.pending.wait()
+        layers = image.layers if image.pending is None else image.pending.wait(quiet=args.quiet)
         index, upper = open_writable(layers, upperdir, workdir,
                                      userxattr=True if options.userxattr else None,
                                      redirect_dir=options.redirect_dir,

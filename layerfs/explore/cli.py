@@ -223,7 +223,7 @@ def _cmd_commit(args: argparse.Namespace) -> int:
     target = args.output or (layout.new_blob_file() if layout else None)
     assert target is not None
     blob = commit.commit(upper, target, compression=compression, mtime=args.mtime,
-                         lower=lower if lower_spec else None)
+                         lower=lower if lower_spec else None, quiet=args.quiet or args.json)
     image = None
     if layout is not None:
         layout.put_file(target, blob.digest, move=not args.output)
