@@ -8,7 +8,7 @@ TEST_PACKAGES = attr fuse-overlayfs umoci skopeo docker.io containerd podman doc
                 apache2-utils openssl
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test-setup system-packages demo test clean
+.PHONY: setup test-setup system-packages demo test man clean
 
 setup: APT_PACKAGES = $(RUN_PACKAGES)
 setup: system-packages $(VENV)/.installed
@@ -40,5 +40,9 @@ demo: setup
 test: test-setup
 	$(VENV)/bin/python -m pytest -q -ra tests
 
+# layerfs(1), generated from the command line parser.
+man: setup
+	$(VENV)/bin/layerfs man > layerfs.1
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis layerfs.1

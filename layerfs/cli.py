@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from . import __version__, clidocs
 from .deferred import DeferredIndex
 from .errors import LayerfsError, UsageError
 from .explore import export as export_command
@@ -129,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
-    for module in (images_command, mounts_command, export_command, files_command):
+    for module in (images_command, mounts_command, export_command, files_command, clidocs):
         module.register(commands)
     return parser
 
