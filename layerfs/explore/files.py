@@ -134,13 +134,7 @@ def to_json(index: PathIndex, listed: list[tuple[bytes, bytes, Node]]) -> str:
         "mode": stat.S_IMODE(node.mode), "nlink": node.shown_nlink, "uid": node.uid,
         "gid": node.gid, "size": node.size, "rdev": node.rdev, "mtime_ns": node.mtime_ns,
         "target": os.fsdecode(index.read_link(node)) if stat.S_ISLNK(node.mode) else None,
-        "layer": _layer_json(index, node.layer)} for path, _shown, node in listed])
-
-
-def _layer_json(index: PathIndex, position: int) -> dict:
-    class _Image:  # layer_ref reads .layers only
-        layers = index.layers
-    return layer_ref(_Image, position)  # type: ignore[arg-type]
+        "layer": layer_ref(index, node.layer)} for path, _shown, node in listed])
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -13,11 +13,13 @@ sizes as the image records them (uncompressed where known, else the blobs').
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ..errors import ImageError, LayerfsError
 from ..images.detect import FORMS, read_image, split_spec
 from ..images.files import open_files
+from ..images.plan import ImagePlan
 from ..images.reference import Candidate, Listed, listing
 from ..sizes import format_size
 from .render import Painter, colour_enabled, dumps, table
@@ -50,7 +52,9 @@ def list_images(spec: str, form: str | None = None, platform: str | None = None)
     return images
 
 
-def _read(spec: str, form: str | None, platform: str | None, candidate: Candidate):
+def _read(spec: str, form: str | None, platform: str | None, candidate: Candidate
+          ) -> ImagePlan | None:
+    """The plan of one listed image, read by its ID (else digest, else name)."""
     refs = [candidate.image_id, *candidate.digests, *candidate.names]
     for ref in (r for r in refs if r):
         try:
@@ -60,14 +64,13 @@ def _read(spec: str, form: str | None, platform: str | None, candidate: Candidat
     return None
 
 
-def _entry(plan, candidate: Candidate | None, form: str | None) -> dict:  # type: ignore[no-untyped-def]
+def _entry(plan: ImagePlan | None, candidate: Candidate | None, form: str | None) -> dict:
     config = plan.config if plan is not None and isinstance(plan.config, dict) else {}
     sizes = [layer.extra.get("diff_size") or layer.extra.get("blob_size")
              for layer in plan.layers] if plan is not None else []
     names = candidate.names if candidate is not None else [plan.name] if plan else []
     image_id = candidate.image_id if candidate is not None and candidate.image_id else ""
-    if not image_id and plan is not None and plan.manifest:
-        import json
+    if not image_id and plan is not None and plan.manifest:  # an OCI layout's: the config's
         try:
             image_id = json.loads(plan.manifest)["config"]["digest"]
         except (ValueError, KeyError, TypeError):
