@@ -12,7 +12,7 @@ import argparse
 import os
 import re
 
-from ..mountrecord import read_record
+from ..mountrecord import prune, read_record
 from .render import Painter, colour_enabled, dumps, table
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -26,6 +26,7 @@ def _unescape(field: bytes) -> str:
 
 
 def live_mounts(mountinfo: str = MOUNTINFO) -> list[dict]:
+    prune()
     mounts = []
     with open(mountinfo, "rb") as lines:
         for line in lines:

@@ -92,3 +92,20 @@ def test_mounts_lists_a_live_mount_with_its_image_as_source(stack_image, module_
                    for line in table.splitlines())
     assert not [m for m in layerfs_json("mounts") if m["mountpoint"] == str(mountpoint)]
     assert os.path.isdir(mountpoint)
+
+
+def test_records_of_dead_daemons_are_ignored_and_pruned(tmp_path):
+    from layerfs.mountrecord import record_path
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    mountpoint = str(tmp_path / "never-mounted")
+    path = record_path(mountpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mountpoint": mountpoint, "image": "x", "engine": "pyfuse3",
+                                "upper": None, "pid": gone.pid, "started": 1}))
+    try:
+        assert all(m["mountpoint"] != mountpoint for m in layerfs_json("mounts"))
+        assert not path.exists()
+    finally:
+        path.unlink(missing_ok=True)
