@@ -13,7 +13,7 @@ SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINDIR ?= $(shell [ "$$(id -u)" = 0 ] && echo /usr/local/bin || echo $$HOME/.local/bin)
 COMMANDS = layerfs layerfs-overlay
 
-.PHONY: setup test-setup system-packages demo test clean install uninstall
+.PHONY: setup test-setup system-packages demo test man clean install uninstall
 
 setup: APT_PACKAGES = $(RUN_PACKAGES)
 setup: system-packages $(VENV)/.installed
@@ -57,5 +57,9 @@ demo: setup
 test: test-setup
 	$(VENV)/bin/python -m pytest -q -ra tests
 
+# layerfs(1), generated from the command line parser.
+man: setup
+	$(VENV)/bin/layerfs man > layerfs.1
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis layerfs.1

@@ -10,14 +10,18 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from . import __version__, clidocs
 from .cliopts import CACHE_HELP, add_image_options, remote_options
 from .deferred import DeferredIndex
 from .engines import DEFAULT_ENGINE, ENGINE_VARIABLE
 from .errors import LayerfsError, UsageError
+from .explore import export as export_command
+from .explore import files as files_command
+from .explore import images as images_command
+from .explore import mountlist as mounts_command
 from .idmap import build_id_map
 from .images import Image, open_image, read_image, transport
-from .images.inspect import layer_rows, render_json, render_table
+from .images.inspect import layer_rows, raw_manifest, render_config, render_json, render_table
 from .images.layerdirs import open_explicit_layers
 from .index import PathIndex
 from .mount import serve, unmount
@@ -25,8 +29,9 @@ from .options import ENGINES, MountOptions, parse_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
 from .registry.source import is_remote, read_remote
+from .sizes import format_size, plural
 from .unpack import LayerCache
-from .unpack.inventory import list_layers, prune, render_layers
+from .unpack.inventory import cache_json, list_layers, prune, render_layers
 from .unpack.limits import UnpackLimits
 from .upper import default_workdir, open_writable
 
@@ -96,15 +101,22 @@ def _build_parser() -> argparse.ArgumentParser:
     register_registry(commands)
 
     inspect = commands.add_parser(
-        "inspect", help="list an image's layers without mounting it",
-        description="Show the image's layers bottom to top: DiffID, chainID, blob digest, "
+        "inspect", help="what skopeo inspect shows of an image, and its layers",
+        description="Show what skopeo inspect shows (image digest, created, platform, Env, "
+                    "Entrypoint, Cmd, WorkingDir, User, Labels, ExposedPorts), then the "
+                    "image's layers bottom to top: DiffID, chainID, blob digest, "
                     "compressed and uncompressed size, entries, and the history line that "
                     "created each. A registry image (docker://REGISTRY/REPO:TAG) is read "
                     "from its manifest and config alone: sizes and entries of layers not "
                     "in the layer cache are not known without pulling them.")
     inspect.add_argument("image", metavar="IMAGE")
     add_image_options(inspect)
-    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    shown = inspect.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    shown.add_argument("--config", action="store_true",
+                       help="print the image config (JSON), as skopeo inspect --config")
+    shown.add_argument("--raw", action="store_true",
+                       help="print the manifest as stored, as skopeo inspect --raw")
     inspect.set_defaults(run=_cmd_inspect)
 
     cache = commands.add_parser("cache", help="the cache of unpacked tar layers",
@@ -114,6 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_ls = cache_commands.add_parser("ls", help="cached layers, sizes, images using them")
     cache_ls.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    cache_ls.add_argument("--json", action="store_true",
+                          help="print JSON (schema: layerfs/unpack/inventory.py cache_json)")
     cache_ls.set_defaults(run=_cmd_cache_ls)
     cache_prune = cache_commands.add_parser(
         "prune", help="remove layers and lazy skeletons no known image uses (with --all: "
@@ -133,6 +147,8 @@ def _build_parser() -> argparse.ArgumentParser:
     register_explore(commands)
     from .rootless_cli import register as register_rootless
     register_rootless(commands)
+    for module in (images_command, mounts_command, export_command, files_command, clidocs):
+        module.register(commands)
     return parser
 
 
@@ -196,7 +212,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         if upperdir:
             if options.upperdir and not options.workdir:
                 raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-            layers = image.layers if image.pending is None else image.pending.wait()
+            layers = image.layers if image.pending is None else image.pending.wait(quiet=args.quiet)
             index, upper = open_writable(layers, upperdir, workdir,
                                          userxattr=True if options.userxattr else None,
                                          redirect_dir=options.redirect_dir,
@@ -209,7 +225,8 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         ids = build_id_map(options.ids, as_me=args.as_me)  # rootless: owners shown
         serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
               debug=args.debug, log_file=args.log, upper=upper,
-              engine=args.engine or options.engine, ids=ids)
+              engine=args.engine or options.engine, ids=ids,
+              fsname=mount_source(args.image))
     except BaseException:
         if os.getpid() == launcher:  # not the daemon: the mount never went live
             _remove_made(made)
@@ -232,20 +249,36 @@ def _remove_made(paths: list[str]) -> None:
             pass
 
 
+def mount_source(image: str | None) -> str:
+    """The mount's source in /proc/mounts and findmnt: the image as the user named it
+    (``layerfs`` for explicit layers), escaped for the FUSE option string."""
+    text = image or "layerfs"
+    return text.replace("\\", "\\\\").replace(",", "\\,")
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     if is_remote(args.image):  # the manifest and config; no layer is pulled
         plan = read_remote(args.image, platform=args.platform, options=remote_options(args))
-        rows = layer_rows(plan, _cache(args), survey=False)
     else:
         plan = read_image(args.image, args.format, image_ref=args.image_ref,
                           platform=args.platform)
-        rows = layer_rows(plan, _cache(args))
+    if args.config:
+        print(render_config(plan))
+        return 0
+    if args.raw:
+        sys.stdout.buffer.write(raw_manifest(plan))
+        sys.stdout.flush()
+        return 0
+    rows = layer_rows(plan, _cache(args), survey=not is_remote(args.image))
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 
 
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
     cache = LayerCache(args.cache_dir)
+    if args.json:
+        print(cache_json(list_layers(cache), list_skeletons(cache), list_partials(cache)))
+        return 0
     print(render_layers(list_layers(cache)))
     registry = render_registry(list_skeletons(cache), list_partials(cache))
     if registry:
@@ -257,12 +290,33 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     cache = LayerCache(args.cache_dir)
     report = prune(cache, all_layers=args.all)
     registry = prune_registry(cache, all_layers=args.all).summary()
-    print(f"removed {len(report.removed)} layers ({report.freed} bytes of files)"
+    print(f"removed {plural(len(report.removed), 'layer')} ({format_size(report.freed)} "
+          "of files)"
           + (f", kept {len(report.kept_in_use)} in use by mounts" if report.kept_in_use else "")
-          + (f", cleared {report.stale_unpacks} interrupted unpacks" if report.stale_unpacks
-             else "")
+          + (f", cleared {plural(report.stale_unpacks, 'interrupted unpack')}"
+             if report.stale_unpacks else "")
           + (f"; {registry}" if registry else ""))
     return 0
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> argparse.ArgumentParser:
+    """The (sub)parser of the command given, e.g. ``cache ls``'s."""
+    while True:
+        chosen = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest, None) or "")
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
@@ -272,7 +326,13 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    from . import mount_helper
+    if mount_helper.is_helper_call(argv, _command_names(parser)):  # mount -t fuse.layerfs
+        argv = mount_helper.mount_arguments(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage: show the subcommand's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.run(args)
     except UsageError as exc:

@@ -37,9 +37,9 @@ class PendingLayers(Protocol):
     description: str
     """What is being fetched, for the log."""
 
-    def wait(self) -> list[Layer]:
+    def wait(self, *, quiet: bool = True) -> list[Layer]:
         """Block until every layer is present; the complete stack, bottom first.
-        Raises if a layer cannot be had."""
+        Raises if a layer cannot be had. ``quiet=False``: show progress on a terminal."""
 
     def cancel(self) -> None:
         """Stop fetching soon (the mount is going away); may be called from any thread."""

@@ -30,6 +30,7 @@ from .fusecheck import check_fuse
 from .idmap import IDENTITY, IdMap
 from .index import PathIndex
 from .logfile import daemon_log_file
+from .mountrecord import mount_record
 from .prefetch import warm_layers
 from .upper import Upper
 
@@ -230,6 +231,9 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
             log_file = log_file or daemon_log_file(resolved)
             _daemonize()
         setup_logging(debug, log_file, foreground)
+        cleanup.enter_context(mount_record(
+            resolved, image=fsname, engine=fuse.name,
+            upper=os.fsdecode(upper.disk.root) if upper is not None else None))
         deferred = index if isinstance(index, DeferredIndex) else None
         if deferred is None:
             log.info("serving %d layers at %s (engine %s)", len(index.layers), mountpoint,

@@ -54,6 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="LAYER, LAYER_A LAYER_B, or IMAGE_B")
     _image_arguments(diff)
     diff.add_argument("--mtime", action="store_true", help="also report changed mtimes")
+    diff.add_argument("--exit-code", action="store_true",
+                      help="exit 1 when there are differences, 0 when there are none (as git)")
     _output_arguments(diff)
     diff.set_defaults(run=_cmd_diff)
 
@@ -185,7 +187,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                                       mtime=args.mtime).changes())
     finally:
         printer.close()
-    return 0
+    return 1 if args.exit_code and printer.changes else 0
 
 
 def _cmd_commit(args: argparse.Namespace) -> int:
@@ -194,10 +196,10 @@ def _cmd_commit(args: argparse.Namespace) -> int:
 
     from ..errors import UsageError
     from ..layer import Layer
+    from ..sizes import format_size, plural
     from . import commit
     from .layers import open_for
     from .ocilayout import Layout, rfc3339
-    from .render import human_size
 
     if not args.output and not args.into:
         raise UsageError("give -o FILE, --into OCI_LAYOUT --tag NEW, or both")
@@ -220,7 +222,7 @@ def _cmd_commit(args: argparse.Namespace) -> int:
     target = args.output or (layout.new_blob_file() if layout else None)
     assert target is not None
     blob = commit.commit(upper, target, compression=compression, mtime=args.mtime,
-                         lower=lower if lower_spec else None)
+                         lower=lower if lower_spec else None, quiet=args.quiet or args.json)
     image = None
     if layout is not None:
         layout.put_file(target, blob.digest, move=not args.output)
@@ -237,12 +239,13 @@ def _cmd_commit(args: argparse.Namespace) -> int:
         print(json.dumps({"layer": layer, "image": image}, indent=2))
         return 0
     where = args.output or f"{args.into} (blob)"
-    print(f"{where}: {blob.entries} entries ({blob.whiteouts} whiteouts, {blob.opaque_dirs} "
-          f"opaque dirs), {human_size(blob.size)} {blob.compression}")
+    print(f"{where}: {plural(blob.entries, 'entry')} ({plural(blob.whiteouts, 'whiteout')}, "
+          f"{plural(blob.opaque_dirs, 'opaque dir')}), {format_size(blob.size)} "
+          f"{blob.compression}")
     print(f"  DiffID {blob.diff_id}\n  digest {blob.digest}")
     if image is not None:
         print(f"image {args.into}:{args.tag}: manifest {image['manifest']}, "
-              f"{image['layers']} layers")
+              f"{plural(image['layers'], 'layer')}")
     return 0
 
 
@@ -278,7 +281,7 @@ def _percent(text: str) -> float:
 
 
 def _size(text: str) -> int:
-    from .render import parse_size
+    from ..sizes import parse_size
 
     try:
         return parse_size(text)

@@ -46,7 +46,9 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..errors import LayerfsError
 from ..index import Node, PathIndex
+from ..progress import Board, Row
 from ..scan import read_xattrs
+from ..sizes import plural
 from ..whiteouts import (
     OPAQUE_MARKER,
     WHITEOUT_PREFIX,
@@ -304,7 +306,7 @@ _TYPES = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
           "w": tarfile.REGTYPE, "h": tarfile.LNKTYPE}
 
 
-def _tarinfo(member: Member, mtime: int | None) -> tarfile.TarInfo:
+def _tarinfo(member: Member, mtime: int | None, exact_mtime: bool = False) -> tarfile.TarInfo:
     name = os.fsdecode(member.path) if member.path else "."
     if member.kind == "d":
         name += "/"
@@ -322,12 +324,17 @@ def _tarinfo(member: Member, mtime: int | None) -> tarfile.TarInfo:
     for key in sorted(member.xattrs):
         info.pax_headers["SCHILY.xattr." + os.fsdecode(key)] = \
             member.xattrs[key].decode("utf-8", "surrogateescape")
+    if exact_mtime and mtime is None and member.mtime_ns % 1_000_000_000:
+        seconds, nanoseconds = divmod(member.mtime_ns, 1_000_000_000)
+        info.pax_headers["mtime"] = f"{seconds}.{nanoseconds:09d}"
     return info
 
 
 def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
-                mtime: int | None = None) -> tuple[str, int, int]:
-    """Write the members as a tar stream, compressed, to ``out``.
+                mtime: int | None = None, *, exact_mtime: bool = False,
+                progress: Row | None = None) -> tuple[str, int, int]:
+    """Write the members as a tar stream, compressed, to ``out`` (``progress``: a row of
+    the progress display, told the entries and bytes written).
 
     Returns (DiffID, uncompressed size, number of members).
     """
@@ -345,13 +352,15 @@ def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
     with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                       encoding="utf-8", errors="surrogateescape") as tar:
         for member in members:
-            info = _tarinfo(member, mtime)
+            info = _tarinfo(member, mtime, exact_mtime)
             count += 1
             if member.kind == "f" and member.open is not None:
                 with member.open() as data:
                     tar.addfile(info, data)
             else:
                 tar.addfile(info)
+            if progress is not None:
+                progress.update(completed=plain.size, state=plural(count, "entry"))
     if compressor is not out:
         compressor.close()
     out.flush()
@@ -359,22 +368,28 @@ def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
 
 
 def commit(upper: str, out_path: str, *, compression: str | None = None,
-           mtime: int | None = None, lower: Callable[[], PathIndex] | None = None) -> LayerBlob:
-    """Write upper dir ``upper`` as a layer tar at ``out_path``."""
+           mtime: int | None = None, lower: Callable[[], PathIndex] | None = None,
+           quiet: bool = True) -> LayerBlob:
+    """Write upper dir ``upper`` as a layer tar at ``out_path`` (``quiet=False``: with a
+    progress row on a terminal)."""
     kind = compression_for(out_path, compression)
     reader = UpperReader(upper, lower)
     temporary = out_path + ".partial"
+    board = Board(quiet=quiet)
     try:
         with open(temporary, "wb") as raw:
             hashed = _Hashing(raw)
+            row = board.row(f"committing {upper}", None, "")
             diff_id, plain_size, count = write_layer(reader.members(), hashed, kind,  # type: ignore[arg-type]
-                                                     mtime)
+                                                     mtime, progress=row)
             os.fsync(raw.fileno())
         os.replace(temporary, out_path)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+    finally:
+        board.close()
     return LayerBlob(path=out_path, compression=kind, media_type=media_type_for(kind),
                      digest=hashed.digest, diff_id=diff_id, size=hashed.size,
                      uncompressed_size=plain_size, entries=count, whiteouts=reader.whiteouts,

@@ -34,6 +34,7 @@ from typing import Sequence
 from .. import treediff
 from ..errors import UsageError
 from ..index import PathIndex
+from ..sizes import plural
 from .mounts import kernel_overlay_mounted, layerfs_mounted
 from .native import native_layers
 from .render import Painter, dumps, json_path, shown_path
@@ -78,7 +79,7 @@ def compare_trees(layerfs_root: Path, reference_root: Path,
     hashing = "content" in properties
     _say("walking the layerfs mount...")
     left = treediff.snapshot(layerfs_root, hash_content=hashing)
-    _say(f"walking the reference ({len(left)} entries in layerfs)...")
+    _say(f"walking the reference ({plural(len(left), 'entry')} in layerfs)...")
     right = treediff.snapshot(reference_root, hash_content=hashing)
     _say("")
     differences = [d for d in treediff.diff(left, right, properties)
@@ -144,12 +145,13 @@ def to_text(against: str, comparison: Comparison, paint: Painter) -> str:
             lines.append(f"{paint(where, 'bold')}: {paint(difference.property, 'yellow')}: "
                          f"layerfs {_shown(difference.left)}, reference {_shown(difference.right)}")
     if comparison.identical:
-        lines.append(paint(f"identical: {comparison.left_entries} entries, layerfs = {reference}",
+        lines.append(paint(f"identical: {plural(comparison.left_entries, 'entry')}, layerfs = {reference}",
                            "green", "bold"))
     else:
         counts = ", ".join(f"{name} {count}" for name, count in sorted(comparison.summary().items()))
         paths = len({d.path for d in comparison.differences})
-        lines.append(paint(f"{len(comparison.differences)} differences in {paths} paths "
-                           f"(layerfs {comparison.left_entries} entries, {reference} "
+        lines.append(paint(f"{plural(len(comparison.differences), 'difference')} in "
+                           f"{plural(paths, 'path')} (layerfs "
+                           f"{plural(comparison.left_entries, 'entry')}, {reference} "
                            f"{comparison.right_entries}): {counts}", "red", "bold"))
     return "\n".join(lines)

@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
 from ..index import Node, PathIndex
+from ..sizes import format_size, plural
 from ..treediff import content_hash
 from .provenance import type_name
-from .render import Painter, human_size, json_path, shown_path
+from .render import Painter, json_path, shown_path
 
 ADDED, MODIFIED, REMOVED, OPAQUE = "added", "modified", "removed", "opaque"
 PROPERTIES = ("type", "content", "size", "mode", "uid", "gid", "rdev", "target", "xattrs")
@@ -274,13 +275,13 @@ def change_line(change: Change, paint: Painter) -> str:
     detail = change.type
     if change.kind == REMOVED:
         if change.type == "dir":
-            detail += f", {change.entries} entries"
-        detail += f", {human_size(change.size)}"
+            detail += f", {plural(change.entries, 'entry')}"
+        detail += f", {format_size(change.size)}"
         if change.via:
             detail += f" (by {change.via})"
     elif change.kind == ADDED:
         if change.type == "file":
-            detail += f", {human_size(change.size)}"
+            detail += f", {format_size(change.size)}"
     else:
         parts = []
         for name in change.changed:
@@ -288,7 +289,7 @@ def change_line(change: Change, paint: Painter) -> str:
             if name == "content":
                 parts.append("content")
             elif name == "size":
-                parts.append(f"size {human_size(before)} -> {human_size(after)}")  # type: ignore[arg-type]
+                parts.append(f"size {format_size(before)} -> {format_size(after)}")  # type: ignore[arg-type]
             elif name == "xattrs":
                 parts.append("xattrs")
             else:
@@ -300,9 +301,9 @@ def change_line(change: Change, paint: Painter) -> str:
 
 
 def summary_line(summary: Summary) -> str:
-    return (f"{summary.added} added ({human_size(summary.added_bytes)}), "
-            f"{summary.modified} modified ({human_size(summary.modified_bytes)}), "
-            f"{summary.removed} removed ({human_size(summary.removed_bytes)}), "
+    return (f"{summary.added} added ({format_size(summary.added_bytes)}), "
+            f"{summary.modified} modified ({format_size(summary.modified_bytes)}), "
+            f"{summary.removed} removed ({format_size(summary.removed_bytes)}), "
             f"{summary.opaque} made opaque")
 
 
@@ -315,6 +316,8 @@ class DiffPrinter:
         self.as_json = as_json
         self.paint = paint
         self.count = 0
+        self.changes = 0
+        """Changes printed so far (``--exit-code``)."""
         if as_json:
             out.write('{"image": ' + json.dumps(image_name) + ', "diffs": [')
 
@@ -331,6 +334,7 @@ class DiffPrinter:
         first = True
         for change in changes:
             summary.count(change)
+            self.changes += 1
             if self.as_json:
                 self.out.write(("" if first else ",") + "\n  " + json.dumps(change_json(change)))
             else:

@@ -7,6 +7,7 @@ import argparse
 from ..cliopts import remote_options
 from ..errors import UsageError
 from ..images import Image, open_image
+from ..index import PathIndex
 from ..layer import Layer
 from ..unpack import LayerCache
 from ..unpack.digests import short
@@ -25,7 +26,7 @@ def open_for(args: argparse.Namespace, spec: str | None = None, form: object = _
                       quiet=getattr(args, "quiet", False), remote=remote_options(args))
 
 
-def layer_ref(image: Image, position: int) -> dict:
+def layer_ref(image: Image | PathIndex, position: int) -> dict:
     """JSON for one layer: ``{"index": 1-based, "label", "diff_id", "chain_id", "created_by"}``."""
     layer = image.layers[position]
     return {"index": position + 1, "label": layer.label, "diff_id": layer.diff_id,

@@ -1,4 +1,4 @@
-"""Output for the explore commands: aligned tables, sizes, paths, colour, JSON.
+"""Output for the explore commands: aligned tables, paths, colour, JSON (sizes: :mod:`layerfs.sizes`).
 
 Colour (ANSI) only when the stream is a terminal and ``NO_COLOR`` is unset;
 piped output is plain text that scripts can cut.
@@ -35,36 +35,6 @@ class Painter:
         return f"\x1b[{codes}m{text}\x1b[0m" if codes else text
 
 
-def human_size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value < 1024:
-        return f"{sign}{value}B"
-    number = float(value)
-    for unit in ("K", "M", "G", "T"):
-        number /= 1024
-        if number < 1024 or unit == "T":
-            return f"{sign}{number:.1f}{unit}"
-    return f"{sign}{value}B"
-
-
-def parse_size(text: str) -> int:
-    """``"20MB"``, ``"1.5G"``, ``"4096"``, ``"10KiB"`` -> bytes (binary units)."""
-    cleaned = text.strip().upper().replace("IB", "").rstrip("B")
-    factor = 1
-    for unit, scale in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)):
-        if cleaned.endswith(unit):
-            cleaned, factor = cleaned[:-1], scale
-            break
-    try:
-        value = float(cleaned)
-    except ValueError:
-        raise ValueError(f"'{text}' is not a size (e.g. 4096, 20M, 1.5G)") from None
-    if value < 0:
-        raise ValueError(f"'{text}': a size cannot be negative")
-    return int(value * factor)
 
 
 def shown_path(relpath: bytes) -> str:

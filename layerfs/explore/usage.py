@@ -43,10 +43,11 @@ from dataclasses import dataclass, field
 
 from ..images import Image
 from ..index import Node, PathIndex
+from ..sizes import format_size, plural
 from ..treediff import content_hash
 from .layers import layer_name, layer_ref
 from .provenance import Explainer
-from .render import Painter, dumps, human_size, json_path, one_line, shown_path, table
+from .render import Painter, dumps, json_path, one_line, shown_path, table
 from .which import describe_hider, hider_json
 
 EXIT_THRESHOLD = 3
@@ -285,9 +286,9 @@ def to_json(image: Image, index: PathIndex, report: Report, rules: list[Rule] | 
 def to_text(image: Image, index: PathIndex, report: Report, rules: list[Rule] | None,
             paint: Painter, duplicates: int = 10) -> str:
     hiders = _explain(index, report)
-    out = [paint(f"{image.name or 'image'}  ({image.form}, {len(image.layers)} layers)", "bold")]
+    out = [paint(f"{image.name or 'image'}  ({image.form}, {plural(len(image.layers), 'layer')})", "bold")]
     rows = [[str(u.position + 1), layer_name(image.layers[u.position], u.position).split(" ", 1)[-1]
-             .strip("()"), str(u.files), human_size(u.bytes), human_size(u.wasted_bytes),
+             .strip("()"), str(u.files), format_size(u.bytes), format_size(u.wasted_bytes),
              one_line(image.layers[u.position].created_by, 50) or "-"]
             for u in report.layers]
     out.append(table(("LAYER", "ID", "FILES", "SIZE", "WASTED", "CREATED BY"), rows, paint,
@@ -295,10 +296,10 @@ def to_text(image: Image, index: PathIndex, report: Report, rules: list[Rule] | 
     out.append("")
     efficiency_style = "green" if report.efficiency >= 0.9 else "yellow" \
         if report.efficiency >= 0.75 else "red"
-    out.append(f"total {human_size(report.total_bytes)}, visible "
-               f"{human_size(report.visible_bytes)}, wasted {human_size(report.wasted_bytes)} "
+    out.append(f"total {format_size(report.total_bytes)}, visible "
+               f"{format_size(report.visible_bytes)}, wasted {format_size(report.wasted_bytes)} "
                f"({report.wasted_percent:.1f}%), duplicated "
-               f"{human_size(report.duplicate_bytes)}, efficiency "
+               f"{format_size(report.duplicate_bytes)}, efficiency "
                + paint(f"{report.efficiency * 100:.1f}%", efficiency_style, "bold"))
     if report.offenders:
         out.append("")
@@ -306,14 +307,14 @@ def to_text(image: Image, index: PathIndex, report: Report, rules: list[Rule] | 
         rows = []
         for offender in report.offenders:
             hider = hiders.get(offender.path)
-            rows.append([human_size(offender.wasted_bytes),
+            rows.append([format_size(offender.wasted_bytes),
                          ",".join(str(p + 1) for p in offender.layers), shown_path(offender.path),
                          describe_hider(image, hider) if hider else ""])  # type: ignore[arg-type]
         out.append(table(("WASTED", "LAYERS", "PATH", "WHY"), rows, paint))
     if report.duplicates:
         out.append("")
         out.append(paint("duplicated across layers", "bold"))
-        rows = [[human_size(d.size), str(len(d.copies)),
+        rows = [[format_size(d.size), str(len(d.copies)),
                  ", ".join(f"{c.position + 1}:{shown_path(c.path)}" for c in d.copies)]
                 for d in report.duplicates[:duplicates]]
         out.append(table(("SIZE", "COPIES", "LAYER:PATH"), rows, paint))

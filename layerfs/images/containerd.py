@@ -32,7 +32,7 @@ from ..unpack.digests import chain_ids
 from .bbolt import BoltFile, Bucket, read_consistent, uvarint
 from .config import layer_history
 from .files import ImageFiles, open_files
-from .manifests import layer_diff_ids, manifest_parts, read_blob_json, resolve_manifest
+from .manifests import blob_name, layer_diff_ids, manifest_parts, read_blob_json, resolve_manifest
 from .plan import ImagePlan, LayerSource, layer_label
 from .platform import host_platform
 from .reference import Candidate, select
@@ -206,7 +206,8 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
                                   created_by=history[position], directory=str(directory),
                                   chain_id=chain, extra=extra))
     return ImagePlan(layers=layers, name=name, form="containerd", config=config,
-                     source=str(root))
+                     source=str(root), digest=manifest_digest,
+                     manifest=content.read_bytes(blob_name(manifest_digest, content.where)))
 
 
 def _backend_keys(db: BoltFile, namespace: str, chains: list[str]) -> list[str | None]:

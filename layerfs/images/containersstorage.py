@@ -104,7 +104,9 @@ def _read(root: Path, ref: str | None, driver: str, form: str) -> ImagePlan:
         if not Path(source.directory or "").is_dir():
             raise ImageError(f"{source.directory}: layer {source.label} directory is missing")
     name = chosen.names[0] if chosen.names else chosen.image_id
-    return ImagePlan(layers=sources, name=name, form=form, config=config, source=str(root))
+    manifest = _manifest(root, driver, image)
+    return ImagePlan(layers=sources, name=name, form=form, config=config, source=str(root),
+                     manifest=manifest, digest=str(image.get("digest", "")) if manifest else "")
 
 
 def _config(root: Path, driver: str, image: dict) -> dict:
@@ -114,3 +116,11 @@ def _config(root: Path, driver: str, image: dict) -> dict:
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+def _manifest(root: Path, driver: str, image: dict) -> bytes:
+    """The manifest the image was pulled with (podman's big-data item "manifest"), or b""."""
+    try:
+        return (root / f"{driver}-images" / image.get("id", "") / "manifest").read_bytes()
+    except OSError:
+        return b""

@@ -79,7 +79,8 @@ def _plan(files: ImageFiles, manifest: dict, manifest_digest: str, name: str,
     layers = blob_layers(files, layer_descriptors, diff_ids, config,
                          lambda digest: blob_name(digest, files.where))
     return ImagePlan(layers=layers, name=name, form=form, config=config,
-                     source=str(files.path))
+                     source=str(files.path), digest=manifest_digest,
+                     manifest=files.read_bytes(blob_name(manifest_digest, files.where)))
 
 
 def blob_layers(files: ImageFiles, descriptors: list[dict], diff_ids: list[str], config: dict,

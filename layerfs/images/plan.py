@@ -41,6 +41,10 @@ class ImagePlan:
     config: dict = field(default_factory=dict)
     source: str = ""
     """The path the image was read from (for the cache's usage records)."""
+    manifest: bytes = b""
+    """The image manifest as stored (b"" for forms that keep none: docker save, layer dirs)."""
+    digest: str = ""
+    """The manifest's digest, the image digest skopeo and docker show ("" without one)."""
 
     def chain_ids(self) -> list[str]:
         """ChainIDs where every DiffID below is known ("" from the first unknown one up)."""

@@ -10,9 +10,11 @@ unknown or ambiguous one fails with the list of images available.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from ..errors import ImageError
 
@@ -73,7 +75,31 @@ def _matches(candidate: Candidate, ref: str) -> bool:
     return normalize(ref) in {normalize(name) for name in candidate.names}
 
 
+class Listed(Exception):
+    """Raised by :func:`select` inside :func:`listing`: the images a store or archive
+    holds (``layerfs images``), found by the same reader that would choose one."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        super().__init__(f"{len(candidates)} images")
+        self.candidates = candidates
+
+
+_listing_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("listing", default=False)
+
+
+@contextlib.contextmanager
+def listing() -> Iterator[None]:
+    """Make :func:`select` raise :class:`Listed` with every candidate instead of choosing."""
+    token = _listing_mode.set(True)
+    try:
+        yield
+    finally:
+        _listing_mode.reset(token)
+
+
 def select(candidates: list[Candidate[T]], ref: str | None, where: str) -> Candidate[T]:
+    if _listing_mode.get():
+        raise Listed(candidates)
     if not candidates:
         raise ImageError(f"{where}: holds no images")
     if ref is None:

@@ -6,6 +6,8 @@ by its bare hex digest.
 
 from __future__ import annotations
 
+import hashlib
+
 from ..errors import ImageError
 from ..unpack.digests import parse_digest
 from .files import ImageFiles
@@ -42,5 +44,7 @@ def read_skopeo_dir(files: ImageFiles, ref: str | None, platform: str | None) ->
     diff_ids = layer_diff_ids(config, descriptors, files.where)
     layers = blob_layers(files, descriptors, diff_ids, config,
                          lambda digest: parse_digest(digest, "layer")[1])
+    raw = files.read_bytes("manifest.json")
     return ImagePlan(layers=layers, name=files.path.name, form="skopeo-dir", config=config,
-                     source=str(files.path))
+                     source=str(files.path), manifest=raw,
+                     digest="sha256:" + hashlib.sha256(raw).hexdigest())

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sidecar import load_sidecar
+from ..sizes import format_size, plural
 from ..unpack import LayerCache
 from ..unpack.inventory import image_records, list_layers
 from ..unpack.locks import is_locked
-from ..unpack.progress import _size as human_size
 from .download import remove_partial
 from .lazy.skeleton import LazyLayer, LazyStore
 from .pull import downloads_dir
@@ -142,13 +142,15 @@ class RegistryPruneReport:
     def summary(self) -> str:
         parts = []
         if self.skeletons:
-            parts.append(f"removed {len(self.skeletons)} lazy skeletons")
+            parts.append(f"removed {plural(len(self.skeletons), 'lazy skeleton')}")
         if self.partials:
-            parts.append(f"removed {len(self.partials)} partial downloads")
+            parts.append(f"removed {plural(len(self.partials), 'partial download')}")
         if self.skeletons or self.partials:
-            parts.append(f"freeing {human_size(self.freed)}")
+            parts.append(f"freeing {format_size(self.freed)}")
         if self.kept_in_use:
-            parts.append(f"kept {len(self.kept_in_use)} lazy skeletons or downloads in use")
+            kept = plural(len(self.kept_in_use), "lazy skeleton or download",
+                          "lazy skeletons or downloads")
+            parts.append(f"kept {kept} in use")
         return ", ".join(parts)
 
 
@@ -183,18 +185,18 @@ def render_registry(skeletons: list[SkeletonInfo], partials: list[PartialInfo]) 
         for item in skeletons:
             images = ", ".join(item.images) or ("- (unpacked whole)" if item.superseded
                                                 else "-")
-            lines.append(f"{short(item.lazy.blob_digest):12}  {human_size(item.on_disk):>9}  "
-                         f"{human_size(item.size):>9}  {item.info.get('entries', '-')!s:>7}  "
+            lines.append(f"{short(item.lazy.blob_digest):12}  {format_size(item.on_disk):>9}  "
+                         f"{format_size(item.size):>9}  {item.info.get('entries', '-')!s:>7}  "
                          f"{'yes' if item.in_use else 'no':6}  {images}")
-        lines.append(f"{len(skeletons)} lazy skeletons, "
-                     f"{human_size(sum(item.on_disk for item in skeletons))} on disk")
+        lines.append(f"{plural(len(skeletons), 'lazy skeleton')}, "
+                     f"{format_size(sum(item.on_disk for item in skeletons))} on disk")
         sections.append("\n".join(lines))
     if partials:
         lines = ["PARTIAL BLOB    ON DISK  IN USE"]
         for partial in partials:
-            lines.append(f"{short(partial.digest):12}  {human_size(partial.on_disk):>9}  "
+            lines.append(f"{short(partial.digest):12}  {format_size(partial.on_disk):>9}  "
                          f"{'yes' if partial.in_use else 'no'}")
-        lines.append(f"{len(partials)} partial downloads, "
-                     f"{human_size(sum(p.on_disk for p in partials))} on disk")
+        lines.append(f"{plural(len(partials), 'partial download')}, "
+                     f"{format_size(sum(p.on_disk for p in partials))} on disk")
         sections.append("\n".join(lines))
     return "\n\n".join(sections)

@@ -22,6 +22,7 @@ from typing import Sequence
 from ..images import Image
 from ..images.plan import ImagePlan, LayerSource, cached_layer, layer_label
 from ..layer import Layer
+from ..sizes import plural
 from ..unpack import CachedLayer, LayerBlob, LayerCache
 from ..unpack.digests import chain_ids
 from .auth import Credentials, find_credentials, parse_creds
@@ -74,7 +75,8 @@ def remote_plan(image: RemoteImage) -> ImagePlan:
     return ImagePlan(layers=[layer_source(image, layer) for layer in image.layers],
                      name=f"{image.name}@{image.manifest.digest}"
                      if "@" not in image.name else image.name,
-                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name)
+                     form="registry", config=image.config, source=SOURCE_SCHEME + image.name,
+                     manifest=image.manifest.data, digest=image.manifest.digest)
 
 
 def layer_what(image: RemoteImage, layer: RemoteLayer) -> str:
@@ -106,7 +108,7 @@ class PullResult:
 
     def summary(self) -> str:
         fetched = self.states.count("done")
-        return (f"{self.remote.name}: {len(self.states)} layers ({fetched} fetched, "
+        return (f"{self.remote.name}: {plural(len(self.states), 'layer')} ({fetched} fetched, "
                 f"{len(self.states) - fetched} cached), manifest {self.remote.manifest.digest}")
 
 

@@ -21,8 +21,9 @@ import stat
 
 from ..errors import ImageError
 from ..sidecar import Sidecar
+from ..sizes import format_size
 from ..whiteouts import AUFS_META_PREFIX, OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX
-from .limits import UnpackLimits, size_text
+from .limits import UnpackLimits
 from .names import NAME_MAX, PATH_MAX, UnsafeEntryError, entry_path, link_target, shown
 from .stream import CHUNK, LayerStream
 from .tarformat import MemberData, TarMember, TarStreamReader
@@ -98,6 +99,9 @@ class LayerWriter:
         existing = self.kinds.get(path)
         if existing is not None:
             if existing == DIR and member.isdir():
+                # a dir met first as a parent (umoci writes data/.wh..wh..opq before
+                # data/) is the layer's own once its entry comes: its metadata counts
+                self.sidecar.implied_dirs.discard(path)
                 self._set_attributes(path, member, DIR)
                 return
             self._remove(path, existing)
@@ -155,7 +159,7 @@ class LayerWriter:
         self.file_bytes += size
         if self.file_bytes > self.limits.max_layer_size:
             raise ImageError(f"layer {self.label}: entry '{shown(path)}' ({size} bytes) takes "
-                             f"the layer over the limit of {size_text(self.limits.max_layer_size)}"
+                             f"the layer over the limit of {format_size(self.limits.max_layer_size)}"
                              " (raise it with --max-layer-size or LAYERFS_MAX_LAYER_SIZE)")
 
     def _add_small_file(self, path: bytes, member: TarMember,

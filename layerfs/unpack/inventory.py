@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sidecar import SIDECAR_NAME, load_sidecar
+from ..sizes import format_size, plural
 from .cache import CachedLayer, LayerCache
 from .locks import is_locked
 
@@ -105,17 +106,35 @@ def render_layers(items: list[CachedLayerInfo]) -> str:
     from .digests import short
     lines = ["CHAINID       SIZE      ENTRIES  IN USE  IMAGES"]
     for item in items:
-        lines.append(f"{short(item.layer.chain_id):12}  {_size(item.size):>8}  "
+        lines.append(f"{short(item.layer.chain_id):12}  {format_size(item.size):>8}  "
                      f"{item.info.get('entries', '-')!s:>7}  {'yes' if item.in_use else 'no':6}  "
                      f"{', '.join(item.images) or '-'}")
     total = sum(item.size for item in items)
-    lines.append(f"{len(items)} layers, {_size(total)}")
+    lines.append(f"{plural(len(items), 'layer')}, {format_size(total)}")
     return "\n".join(lines)
 
 
-def _size(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+
+def cache_json(layers: list[CachedLayerInfo], skeletons: list, partials: list) -> str:
+    """``cache ls --json``::
+
+        {"layers": [{"chain_id", "diff_id", "blob_digest", "path", "size", "entries",
+                     "in_use", "images": [str]}],
+         "lazy_skeletons": [{"blob_digest", "on_disk", "size", "entries", "in_use",
+                             "superseded", "images": [str]}],
+         "partial_downloads": [{"digest", "path", "on_disk", "in_use"}]}
+
+    (``skeletons`` and ``partials``: :mod:`layerfs.registry.inventory`'s lists.)"""
+    return json.dumps({
+        "layers": [{"chain_id": item.layer.chain_id, "diff_id": item.info.get("diff_id"),
+                    "blob_digest": item.info.get("blob_digest"), "path": str(item.layer.root),
+                    "size": item.size, "entries": item.info.get("entries"),
+                    "in_use": item.in_use, "images": item.images} for item in layers],
+        "lazy_skeletons": [{"blob_digest": item.lazy.blob_digest, "on_disk": item.on_disk,
+                            "size": item.size, "entries": item.info.get("entries"),
+                            "in_use": item.in_use, "superseded": item.superseded,
+                            "images": item.images} for item in skeletons],
+        "partial_downloads": [{"digest": item.digest, "path": str(item.path),
+                               "on_disk": item.on_disk, "in_use": item.in_use}
+                              for item in partials],
+    }, indent=2)

@@ -10,15 +10,13 @@ take a binary suffix: ``500M``, ``64G``, ``1T``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
+from .. import sizes
 from ..errors import UsageError
 
 ENV_MAX_LAYER_SIZE = "LAYERFS_MAX_LAYER_SIZE"
 ENV_MAX_ENTRIES = "LAYERFS_MAX_ENTRIES"
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -44,29 +42,25 @@ class UnpackLimits:
         entries_text = max_entries or env.get(ENV_MAX_ENTRIES)
         defaults = cls()
         return cls(
-            max_layer_size=parse_size(size_text, "--max-layer-size") if size_text
+            max_layer_size=parse_limit(size_text, "--max-layer-size") if size_text
             else defaults.max_layer_size,
             max_entries=parse_count(entries_text, "--max-entries") if entries_text
             else defaults.max_entries,
         )
 
 
-def parse_size(text: str, what: str) -> int:
-    match = _SIZE.match(text)
-    if not match or int(match.group(1)) == 0:
+def parse_limit(text: str, what: str) -> int:
+    """A limit's size (``what`` names the option in the error): >= 1 byte."""
+    try:
+        value = sizes.parse_size(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
         raise UsageError(f"{what} {text}: expected a size such as 500M, 64G or 1T")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+    return value
 
 
 def parse_count(text: str, what: str) -> int:
     if not text.strip().isdigit() or int(text) == 0:
         raise UsageError(f"{what} {text}: expected a positive whole number")
     return int(text)
-
-
-def size_text(value: int) -> str:
-    """A byte count as the user would write it (exact when it is a whole unit)."""
-    for unit in ("T", "G", "M", "K"):
-        if value >= _UNITS[unit] and value % _UNITS[unit] == 0:
-            return f"{value // _UNITS[unit]}{unit}"
-    return f"{value} bytes"

@@ -1,4 +1,4 @@
-"""A one-line progress display on stderr while layers unpack.
+"""Progress of the layers a mount unpacks, one row each (see :mod:`layerfs.progress`).
 
 Shown only when stderr is a terminal and not ``--quiet``; otherwise every
 call is a no-op, so callers never ask.
@@ -6,61 +6,34 @@ call is a no-op, so callers never ask.
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import TextIO
 
-_REFRESH_SECONDS = 0.2
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from ..progress import Board, Row
 
 
 class Progress:
+    """The per-layer protocol :meth:`LayerCache.ensure` drives while it unpacks."""
+
     def __init__(self, total_layers: int = 0, *, quiet: bool = False,
                  stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = not quiet and self.stream.isatty()
+        self.board = Board(quiet=quiet, stream=stream)
+        self.enabled = self.board.enabled
         self.total_layers = total_layers
         self.layer = 0
-        self.label = ""
-        self.done = 0
-        self.total = 0
-        self._last = 0.0
+        self._row: Row | None = None
 
     def start_layer(self, label: str, total_bytes: int | None) -> None:
         self.layer += 1
-        self.label = label
-        self.done = 0
-        self.total = total_bytes or 0
-        self._draw(force=True)
+        self._row = self.board.row(f"unpacking layer {self.layer}/{self.total_layers} {label}",
+                                   total_bytes, "unpacking")
 
     def advance(self, nbytes: int) -> None:
-        self.done += nbytes
-        self._draw()
+        if self._row is not None:
+            self._row.advance(nbytes)
 
     def end_layer(self) -> None:
-        self._draw(force=True)
+        if self._row is not None:
+            self._row.update(state="done")
 
     def close(self) -> None:
-        if self.enabled and self.layer:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < _REFRESH_SECONDS:
-            return
-        self._last = now
-        of = f"/{_size(self.total)}" if self.total else ""
-        percent = f" {100 * self.done // self.total:3d}%" if self.total else ""
-        self.stream.write(f"\r\033[Kunpacking layer {self.layer}/{self.total_layers} "
-                          f"{self.label}: {_size(self.done)}{of}{percent}")
-        self.stream.flush()
+        self.board.close()

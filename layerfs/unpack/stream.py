@@ -18,7 +18,7 @@ import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import ImageError
-from .limits import size_text
+from ..sizes import format_size
 
 CHUNK = 1 << 20
 READ_ERRORS = (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, lzma.LZMAError)
@@ -163,7 +163,7 @@ class BlobDecoder:
                 self._diff_hash.update(out)
                 self.diff_size += len(out)
                 if self._max_size is not None and self.diff_size > self._max_size:
-                    raise ImageError(f"layer {self.label}: more than {size_text(self._max_size)} "
+                    raise ImageError(f"layer {self.label}: more than {format_size(self._max_size)} "
                                      "of uncompressed data (raise the limit with "
                                      "--max-layer-size or LAYERFS_MAX_LAYER_SIZE)")
                 yield out

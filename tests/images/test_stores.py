@@ -72,3 +72,23 @@ def test_containers_storage(image, tmp_path: Path, driver: str) -> None:
     result = run_layerfs("inspect", f"{store}:test/img:v4")
     assert result.returncode == 0, result.stderr
     assert "umoci insert" in result.stdout
+
+
+def test_images_of_stores(image, tmp_path: Path) -> None:
+    """``layerfs images`` lists what a Docker root and a containers-storage store hold,
+    with the image ID (config digest) and creation time of the config."""
+    config = json.loads(image["config"])
+    docker = tmp_path / "docker"
+    image_id = docker_root(docker, image["config"], image["tars"])
+    storage = tmp_path / "storage"
+    containers_storage(storage, image["config"], image["tars"],
+                       reference_rootfs=image["rootfs"])
+    for store, name, form in ((docker, "test/img:v4", "docker-root"),
+                              (storage, "localhost/test/img:v4", "containers-storage")):
+        result = run_layerfs("images", "--json", str(store))
+        assert result.returncode == 0, result.stderr
+        listed = json.loads(result.stdout)
+        assert [(i["names"], i["id"], i["created"], i["layers"], i["form"]) for i in listed] \
+            == [([name], image_id, config["created"], 4, form)]
+        table = run_layerfs("images", str(store)).stdout.splitlines()
+        assert table[1].split()[:3] == [name, image_id[7:19], config["created"]]

@@ -195,3 +195,27 @@ def test_writable_lazy_mount_pulls_gzip_layers_first(registry, expected, workdir
         assert (mnt / "etc" / "os-release").read_text() == "NAME=layerfs-test\nVERSION=2\n"
         (mnt / "etc" / "os-release").write_text("changed\n")
     assert (upper / "etc" / "os-release").read_text() == "changed\n"
+
+
+def test_writable_lazy_mount_shows_the_pull_on_a_terminal(registry, workdir):
+    """The gzip layers a writable --lazy mount pulls before going live show progress."""
+    from tests.support.mounting import layerfs_command
+    from tests.support.terminal import run_on_terminal
+
+    from .conftest import layerfs_env
+    upper, mnt = workdir / "upper", workdir / "mnt"
+    upper.mkdir()
+    mnt.mkdir()
+    command = layerfs_command("mount", "--lazy", "--insecure", "--cache-dir",
+                              str(workdir / "cache"), "--upper", str(upper),
+                              f"docker://{registry.host}/test/multi:v1", str(mnt))
+    try:
+        status, _, terminal = run_on_terminal(command, layerfs_env({"NO_COLOR": "1"}))
+        assert status == 0, terminal
+        assert is_mounted(mnt)
+    finally:
+        force_unmount(mnt)
+    pulled = [line for line in terminal.decode(errors="replace").splitlines()
+              if line.rstrip().endswith(" done")]
+    assert pulled, terminal  # one row per layer pulled whole, finished
+    assert all("/" in line and "100%" in line for line in pulled), pulled

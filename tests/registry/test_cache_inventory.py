@@ -88,10 +88,10 @@ def test_partial_downloads_are_listed_and_pruned_unless_a_pull_writes_them(regis
         try:
             assert until(lambda: partials(cache) and is_locked(partials(cache)[0]))
             listing = run("cache", "ls", "--cache-dir", str(cache)).stdout
-            assert "PARTIAL BLOB" in listing and "1 partial downloads" in listing
+            assert "PARTIAL BLOB" in listing and "1 partial download," in listing
             assert big.partition(":")[2][:12] + " " in listing and listing.rstrip().count("yes")
             pruned = run("cache", "prune", "--all", "--cache-dir", str(cache))
-            assert "kept 1 lazy skeletons or downloads in use" in pruned.stdout
+            assert "kept 1 lazy skeleton or download in use" in pruned.stdout
             assert len(partials(cache)) == 1
             pull.send_signal(signal.SIGKILL)  # an interrupted pull: its partial stays
             pull.wait(timeout=30)
@@ -105,7 +105,7 @@ def test_partial_downloads_are_listed_and_pruned_unless_a_pull_writes_them(regis
     listing = run("cache", "ls", "--cache-dir", str(cache)).stdout
     assert "PARTIAL BLOB" in listing and "yes" not in listing.split("PARTIAL BLOB")[1]
     pruned = run("cache", "prune", "--cache-dir", str(cache))
-    assert "removed 1 partial downloads" in pruned.stdout
+    assert "removed 1 partial download" in pruned.stdout
     assert partials(cache) == []
     again = run("pull", "--insecure", "--quiet", "--cache-dir", str(cache),
                 f"{registry.host}/test/big:v1")

@@ -4,18 +4,31 @@ without fetching a layer; what the layer cache already holds fills in entries an
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from .conftest import run
+from .conftest import layerfs_env, run
 from .servers import FaultProxy
 from .test_lazy import run_skopeo_inspect
 
 
 def test_inspect_reads_manifest_and_config_only(registry, workdir):
-    manifest = json.loads(run_skopeo_inspect(registry.host, "test/multi:v1"))
+    manifest_text = run_skopeo_inspect(registry.host, "test/multi:v1")
+    manifest = json.loads(manifest_text)
     config = json.loads(run("inspect", "--json", "--insecure", "--cache-dir",
                             str(workdir / "unused"), f"docker://{registry.host}/test/multi:v1"
                             ).stdout)
     layers = config["layers"]
+    skopeos = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/test/multi:v1"],
+        check=True, capture_output=True).stdout)
+    assert config["digest"] == skopeos["Digest"]
+    assert (config["created"], config["os"], config["architecture"], config["env"]) == \
+        (skopeos["Created"], skopeos["Os"], skopeos["Architecture"], skopeos.get("Env") or [])
+    raw = subprocess.run([sys.executable, "-m", "layerfs", "inspect", "--raw", "--insecure",
+                          f"docker://{registry.host}/test/multi:v1"], capture_output=True,
+                         env=layerfs_env())
+    assert raw.stdout.decode() == manifest_text
     assert [layer["blob_digest"] for layer in layers] == \
         [layer["digest"] for layer in manifest["layers"]]
     assert [layer["compressed_size"] for layer in layers] == \
@@ -33,7 +46,9 @@ def test_inspect_reads_manifest_and_config_only(registry, workdir):
         assert [r.path.rsplit("/", 1)[1] for r in blobs] == [manifest["config"]["digest"]]
     lines = table.stdout.splitlines()
     assert "(registry, 3 layers, bottom first)" in lines[0] and "@sha256:" in lines[0]
-    assert len(lines) == 5 and lines[1].split()[:2] == ["#", "DIFFID"]
+    assert lines[1].split() == ["Digest:", config["digest"]]
+    header = lines.index("") + 1
+    assert len(lines) == header + 4 and lines[header].split()[:2] == ["#", "DIFFID"]
     assert not (workdir / "unused" / "layers").exists()
 
 

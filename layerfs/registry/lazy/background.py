@@ -43,11 +43,13 @@ class BackgroundPull:
         self.directory = str(cache.directory)
         self.description = f"{len(self.missing)} layer(s) of {image.name}"
 
-    def wait(self) -> list[Layer]:
+    def wait(self, *, quiet: bool = True) -> list[Layer]:
+        """Pull the missing layers; ``quiet=False``: with the progress display (a
+        writable mount pulls them in the foreground, before it goes live)."""
         started = time.monotonic()
         log.info("pulling whole: %s", ", ".join(layer.digest for layer in self.missing))
         fetcher = LayerFetcher(self.image, self.client, self.cache, None,
-                               PullProgress(quiet=True))
+                               PullProgress(quiet=quiet))
         pulled = fetcher.run(self.jobs, self._cancel, self.missing)
         layers = list(self.layers)
         for remote, layer in zip(self.missing, pulled, strict=True):
