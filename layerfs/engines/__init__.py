@@ -15,7 +15,7 @@ from ..errors import MountError, UsageError
 from ..fuse import api
 from ..options import ENGINES
 
-DEFAULT_ENGINE = "pyfuse3"
+DEFAULT_ENGINE = "native"
 ENGINE_VARIABLE = "LAYERFS_ENGINE"
 """The environment variable that names the engine when no option does."""
 
