@@ -82,3 +82,14 @@ def unprivileged_user():
     finally:
         if created:
             subprocess.run(["userdel", UNPRIVILEGED], capture_output=True)
+
+
+ENGINES = ("native", "pyfuse3")
+
+
+@pytest.fixture(params=ENGINES)
+def each_engine(request, monkeypatch):
+    """Run the test once on each FUSE engine: every layerfs mount it starts inherits
+    LAYERFS_ENGINE (the kernel-differential and upper suites use it)."""
+    monkeypatch.setenv("LAYERFS_ENGINE", request.param)
+    return request.param

@@ -17,7 +17,8 @@ import json
 import sys
 
 from ..errors import ImageError, LayerfsError
-from ..images.detect import FORMS, read_image, split_spec
+from ..images import transport
+from ..images.detect import FORMS, read_image
 from ..images.files import open_files
 from ..images.plan import ImagePlan
 from ..images.reference import Candidate, Listed, listing
@@ -28,9 +29,11 @@ from .render import Painter, colour_enabled, dumps, table
 def _forms(spec: str, form: str | None) -> list[str | None]:
     if form is not None:
         return [form]
-    path, _ = split_spec(spec)
-    files = open_files(path)
+    named = transport.parse(spec)
+    files = open_files(named.path)
     for name, (detector, _reader) in FORMS.items():
+        if named.forms is not None and name not in named.forms:
+            continue  # oci:, docker-archive: ... allow only their own forms
         if detector(files):
             return ["containerd", "docker-root"] if name == "docker-root" else [name]
     raise ImageError(f"{spec}: not a recognised image (expected one of: {', '.join(FORMS)})")

@@ -82,6 +82,15 @@ class ParsedOptions:
     given: list[str] = field(default_factory=list)
 
 
+def _unescape_option(value: str) -> str:
+    """An option value as libfuse reads it: a backslash keeps the next character."""
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def _escape_option(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
 def parse_options(options: set[str] | frozenset[str]) -> ParsedOptions:
     parsed = ParsedOptions()
     for option in sorted(options):
@@ -96,7 +105,7 @@ def parse_options(options: set[str] | frozenset[str]) -> ParsedOptions:
         elif key in _KERNEL_VALUE_OPTIONS and value.isdigit():
             parsed.data.append(option)
         elif key == "fsname" and value:
-            parsed.fsname = value
+            parsed.fsname = _unescape_option(value)  # "\\," is a comma, as in libfuse
         elif key == "subtype" and value:
             parsed.subtype = value
         elif key in _ENGINE_OPTIONS and not value:
@@ -173,7 +182,7 @@ def _fusermount_options(parsed: ParsedOptions) -> str:
     if parsed.allow_root:
         opts.append("allow_root")
     if parsed.fsname:
-        opts.append(f"fsname={parsed.fsname}")
+        opts.append(f"fsname={_escape_option(parsed.fsname)}")
     if parsed.subtype:
         opts.append(f"subtype={parsed.subtype}")
     if parsed.auto_unmount:

@@ -28,7 +28,7 @@ from tests.support.layerspec import (
 )
 from tests.support.mounting import kernel_overlay_mounted, layerfs_mounted
 
-pytestmark = pytest.mark.usefixtures("needs_kernel_overlay")
+pytestmark = pytest.mark.usefixtures("needs_kernel_overlay", "each_engine")
 
 LONG = b"L" * 255
 ODD = [b"\xe9\xff", b"new\nline", b"sp ace:,=\\", b"-dash", LONG]

@@ -19,7 +19,7 @@ from tests.support.layerspec import Dir, File, Hardlink, Special, Symlink, White
 from tests.support.overlaypair import MERGED_PROPERTIES, OverlayPair, reset_work
 from tests.upper import ops
 
-pytestmark = pytest.mark.usefixtures("needs_kernel_overlay")
+pytestmark = pytest.mark.usefixtures("needs_kernel_overlay", "each_engine")
 
 BIG = bytes(range(256)) * 4096 * 3  # 3 MiB
 

@@ -202,7 +202,7 @@ class UserxattrMachine(OverlayMachine):
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("machine", [OverlayMachine, UserxattrMachine],
                          ids=["redirect_dir=on", "userxattr"])
-def test_random_operation_sequences_match_the_kernel(machine):
+def test_random_operation_sequences_match_the_kernel(machine, each_engine):
     reason = kernel_overlay_available()
     if reason is not None:
         pytest.skip(f"kernel overlay comparison impossible: {reason}")
