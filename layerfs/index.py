@@ -366,7 +366,7 @@ class PathIndex:
         try:
             return sidecar_of(layer)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LayerError(f"{layer.extra.get('sidecar')}: unreadable metadata of layer "
+            raise LayerError(f"{layer.sidecar}: unreadable metadata of layer "
                              f"{layer.describe()}: {exc}") from exc
 
     def _is_implied(self, position: int, relpath: bytes) -> bool:

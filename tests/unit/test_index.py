@@ -71,7 +71,7 @@ def test_inodes_are_the_same_for_the_same_layers(scratch):
 
 def test_sidecar_metadata_is_applied(scratch):
     """What an unprivileged unpack could not store on disk shows as the image has it."""
-    from layerfs.sidecar import SIDECAR_KEY, Sidecar
+    from layerfs.sidecar import Sidecar
 
     lower, upper = materialize_stack([
         {b"etc": Dir(mode=0o750, xattrs={b"user.from": b"lower"}), b"etc/old": File(b"o"),
@@ -87,7 +87,7 @@ def test_sidecar_metadata_is_applied(scratch):
     )
     sidecar.save(scratch / "meta.json")
     index = PathIndex([Layer(str(lower)), Layer(str(upper),
-                                                extra={SIDECAR_KEY: str(scratch / "meta.json")})])
+                                                sidecar=str(scratch / "meta.json"))])
     null = index.resolve("dev/null")
     assert stat.S_ISCHR(null.mode) and null.rdev == os.makedev(1, 3)
     assert index.resolve(b"x" * 255) is None
