@@ -22,7 +22,6 @@ what a fresh scan of the layers would give.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat
@@ -31,25 +30,20 @@ import time
 from collections import deque
 from typing import Iterator, NamedTuple, Sequence
 
-from .backing import backing_io
 from .errors import LayerError
 from .inodes import ROOT_INODE, InodeNumbers
 from .layer import Layer
+from .layerview import LayerView
 from .merge import MergedChild, merge_children
-from .metadata import parse_override_stat
 from .redirects import redirected_stack
-from .scan import ScannedDir, probe_path, read_xattrs, scan_dir
-from .sidecar import Sidecar, sidecar_of
+from .scan import ScannedDir
 from .whiteouts import (
     INODE_XATTRS,
     METACOPY_XATTRS,
-    OVERRIDE_STAT_XATTR,
     REDIRECT_XATTRS,
-    backing_xattr_name,
     is_metacopy,
     kept_inode,
     redirect_of,
-    visible_xattr_name,
 )
 
 _UPPER_FILE_XATTRS = frozenset(INODE_XATTRS + METACOPY_XATTRS + REDIRECT_XATTRS)
@@ -182,7 +176,8 @@ class PathIndex:
         self.layers = list(layers)
         self.inodes = InodeNumbers()
         self.nodes: dict[int, Node] = {}
-        self._overrides = [self._layer_uses_override_stat(layer) for layer in self.layers]
+        self.views = [LayerView(layer) for layer in self.layers]
+        """Each layer's own entries (see :mod:`layerfs.layerview`)."""
         self.upper: int | None = len(self.layers) - 1 if self.layers[-1].upper else None
         """Position of the writable upper layer, if there is one (always the top)."""
         self.links: dict[int, list[Node]] = {}
@@ -191,7 +186,6 @@ class PathIndex:
         """Inodes whose last name was removed; kept while the kernel knows them."""
         self._lower_children: dict[int, dict[bytes, MergedChild]] = {}
         self._redirected = False
-        self._sidecars: list[Sidecar | None] = [self._load_sidecar(layer) for layer in self.layers]
         self._link_numbers: dict[tuple[int, int, int], int] = {}
         """The number of each hard-linked inode of a layer met so far."""
         self._link_numbers_given: set[int] = set()
@@ -268,16 +262,7 @@ class PathIndex:
 
     def list_xattrs(self, node: Node) -> list[bytes]:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
-        layer, relpath = self.backing(node)
-        with backing_io(layer, relpath):
-            with layer.at(relpath) as path:
-                on_disk = os.listxattr(path, follow_symlinks=False)
-        names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
-        shown = [name for name in names if name is not None]
-        sidecar = self._sidecars[node.layer]
-        if sidecar is not None:
-            shown += [name for name in sidecar.xattrs_of(relpath) if name not in shown]
-        return shown
+        return self.views[node.layer].list_xattrs(self.relpath_in(node, node.layer))
 
     def get_xattr(self, node: Node, name: bytes) -> bytes:
         """The value of xattr ``name`` of ``node``; OSError(ENODATA) if it has none.
@@ -287,58 +272,10 @@ class PathIndex:
         if name == LAYER_XATTR:
             provider = self.layers[node.layer]
             return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
-        layer, relpath = self.backing(node)
-        sidecar = self._sidecars[node.layer]
-        if sidecar is not None and name in sidecar.xattrs_of(relpath):
-            return sidecar.xattrs_of(relpath)[name]
-        backing_name = backing_xattr_name(name)
-        if backing_name is None:
-            raise OSError(errno.ENODATA, "no such attribute")
-        with backing_io(layer, relpath):
-            with layer.at(relpath) as path:
-                return os.getxattr(path, backing_name, follow_symlinks=False)
+        return self.views[node.layer].get_xattr(self.relpath_in(node, node.layer), name)
 
     def read_link(self, node: Node) -> bytes:
-        layer, relpath = self.backing(node)
-        with backing_io(layer, relpath):
-            with layer.at(relpath) as path:
-                return os.readlink(path)
-
-    # -- one layer's own entries (which, diff, usage) ---------------------------
-
-    def layer_listing(self, position: int, relpath: bytes) -> ScannedDir:
-        """Layer ``position``'s copy of directory ``relpath`` as the merge reads it: its
-        names, and the whiteouts of its markers and of its recorded metadata."""
-        result = scan_dir(self.layers[position], relpath, is_root=not relpath)
-        sidecar = self._sidecars[position]
-        if sidecar is not None:
-            result.listing.whiteouts = set(result.listing.whiteouts) | sidecar.whiteouts_in(relpath)
-        return result
-
-    def layer_stat(self, position: int, relpath: bytes) -> os.stat_result:
-        """What an entry of one layer shows: its lstat with the layer's recorded metadata
-        applied (the caller knows the parent is a real directory of the layer)."""
-        layer = self.layers[position]
-        try:
-            with layer.at(relpath) as path:
-                st = os.lstat(path)
-        except OSError as exc:
-            raise LayerError.from_os_error(layer, relpath, exc) from exc
-        return self._shown_stat(position, relpath, st)
-
-    def layer_has_dir(self, position: int, relpath: bytes) -> bool:
-        """Whether ``relpath`` is a real directory in layer ``position`` (no component a symlink)."""
-        layer = self.layers[position]
-        path = b""
-        for part in relpath.split(b"/") if relpath else ():
-            path = path + b"/" + part if path else part
-            try:
-                with layer.at(path) as full:
-                    if not stat.S_ISDIR(os.lstat(full).st_mode):
-                        return False
-            except OSError:
-                return False
-        return True
+        return self.views[node.layer].read_link(self.relpath_in(node, node.layer))
 
     def walk(self) -> Iterator[tuple[bytes, Node]]:
         """Every node with its path, parents before children, in name order."""
@@ -353,84 +290,19 @@ class PathIndex:
 
     # -- building ------------------------------------------------------------
 
-    @staticmethod
-    def _layer_uses_override_stat(layer: Layer) -> bool:
-        # containers-storage with force_mask marks every entry, the root included.
-        try:
-            return OVERRIDE_STAT_XATTR in read_xattrs(layer.root_bytes, frozenset({OVERRIDE_STAT_XATTR}))
-        except OSError:
-            return False
-
-    @staticmethod
-    def _load_sidecar(layer: Layer) -> Sidecar | None:
-        try:
-            return sidecar_of(layer)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LayerError(f"{layer.sidecar}: unreadable metadata of layer "
-                             f"{layer.describe()}: {exc}") from exc
-
-    def _is_implied(self, position: int, relpath: bytes) -> bool:
-        sidecar = self._sidecars[position]
-        return sidecar is not None and sidecar.is_implied(relpath)
-
-    def _stat_entry(self, position: int, relpath: bytes, entry: os.DirEntry) -> os.stat_result:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError as exc:
-            raise LayerError.from_os_error(self.layers[position], relpath, exc) from exc
-        return self._shown_stat(position, relpath, st)
-
-    def _shown_stat(self, position: int, relpath: bytes, st: os.stat_result) -> os.stat_result:
-        """What an entry shows: its stat on disk, corrected by the layer's recorded metadata."""
-        if self._overrides[position]:
-            with self.layers[position].at(relpath) as path:
-                st = self._apply_override(path, st)
-        sidecar = self._sidecars[position]
-        if sidecar is not None:
-            st = sidecar.stat_for(relpath, st)
-        return st
-
     def _metadata_layer(self, dir_layers: Sequence[int], relpath: bytes) -> int:
         """The layer whose copy of a directory gives its metadata: the top-most one that
         really holds it, skipping copies an unpacker only implied as parents
         (FORMATS.md 8.5: inherit from below, as containerd and the OCI spec do)."""
         for position in dir_layers:
-            if not self._is_implied(position, relpath):
+            if not self.views[position].is_implied(relpath):
                 return position
         return dir_layers[0]
-
-    @staticmethod
-    def _apply_override(path: bytes, st: os.stat_result) -> os.stat_result:
-        values = read_xattrs(path, frozenset({OVERRIDE_STAT_XATTR}))
-        override = parse_override_stat(values.get(OVERRIDE_STAT_XATTR, b""))
-        if override is None:
-            return st
-        mode, rdev = override.apply(st.st_mode, st.st_rdev)
-        fields = list(st)
-        fields[stat.ST_MODE] = mode
-        fields[stat.ST_UID] = override.uid
-        fields[stat.ST_GID] = override.gid
-        result = os.stat_result(fields, {
-            "st_atime_ns": st.st_atime_ns, "st_mtime_ns": st.st_mtime_ns,
-            "st_ctime_ns": st.st_ctime_ns, "st_blocks": st.st_blocks,
-            "st_blksize": st.st_blksize, "st_rdev": rdev,
-        })
-        return result
-
-    def _root_stat(self, position: int) -> os.stat_result:
-        layer = self.layers[position]
-        try:
-            st = os.lstat(layer.root_bytes)
-        except OSError as exc:
-            raise LayerError.from_os_error(layer, b"", exc) from exc
-        if not stat.S_ISDIR(st.st_mode):
-            raise LayerError(f"{layer.root}: layer {layer.describe()} is not a directory")
-        return self._shown_stat(position, b"", st)
 
     def _make_root(self) -> Node:
         top = len(self.layers) - 1
         all_layers = tuple(range(top, -1, -1))
-        root_stats = {position: self._root_stat(position) for position in all_layers}
+        root_stats = {position: self.views[position].root_stat() for position in all_layers}
         meta = self._metadata_layer(all_layers, b"")
         root = Node(ROOT_INODE, b"", None, meta, root_stats[meta])
         root._layers = all_layers
@@ -465,7 +337,7 @@ class PathIndex:
             position = (self._metadata_layer(child.dir_layers, child_path) if child.is_dir
                         else child.layer)
             inside = where[position] + name
-            st = self._stat_entry(position, inside, dirents[position][name])
+            st = self.views[position].stat_entry(inside, dirents[position][name])
             own = self._upper_xattrs(position, inside)
             data = None
             if stat.S_ISREG(st.st_mode) and is_metacopy(own):
@@ -556,8 +428,7 @@ class PathIndex:
         (kept inode number, metacopy, redirect); nothing for other layers."""
         if position != self.upper:
             return {}
-        with self.layers[position].at(inside) as path:
-            return read_xattrs(path, _UPPER_FILE_XATTRS)
+        return self.views[position].overlay_xattrs(inside, _UPPER_FILE_XATTRS)
 
     def _data_of_metacopy(self, position: int, inside: bytes, where: dict[int, bytes],
                           name: bytes, redirect: bytes | None) -> "DataElsewhere":
@@ -579,8 +450,7 @@ class PathIndex:
                 raise LayerError.from_os_error(self.layers[candidate], path, exc) from exc
             if not stat.S_ISREG(st.st_mode):
                 break
-            with self.layers[candidate].at(path) as full:
-                if not read_xattrs(full, _METACOPY_XATTR_SET):
+            if not self.views[candidate].overlay_xattrs(path, _METACOPY_XATTR_SET):
                     return DataElsewhere(candidate, path, st.st_blocks)
         raise LayerError(f"{os.fsdecode(self.layers[position].path_of(inside))}: a metacopy "
                          "file (metacopy=on) whose data is in no lower layer")
@@ -602,11 +472,7 @@ class PathIndex:
         followed = False  # the first redirect's stack already follows the later ones
         while number < len(stack):
             position, path = stack[number]
-            result = scan_dir(self.layers[position], path, is_root=is_root)
-            sidecar = self._sidecars[position]
-            if sidecar is not None:
-                result.listing.whiteouts = (set(result.listing.whiteouts)
-                                            | sidecar.whiteouts_in(path))
+            result = self.views[position].listing(path, is_root=is_root)
             scanned.append((position, path, result))
             if result.listing.opaque:
                 break
@@ -623,7 +489,7 @@ class PathIndex:
         assert parent is not None
         parent_stack = [(q, self.relpath_in(parent, q)) for q in parent.layers]
         return redirected_stack(position, redirect, parent_stack, self.root_layers,
-                                lambda q, path: probe_path(self.layers[q], path))
+                                lambda q, path: self.views[q].probe(path))
 
     def _pin_paths(self, directory: Node, stack: list[tuple[int, bytes]]) -> None:
         """Record where each layer holds ``directory`` if a redirect moved it."""
@@ -674,8 +540,8 @@ class PathIndex:
         for position in directory.layers:
             if position == self.upper:
                 continue
-            result = scan_dir(self.layers[position], self.relpath_in(directory, position),
-                              is_root=is_root)
+            result = self.views[position].listing(self.relpath_in(directory, position),
+                                                  is_root=is_root)
             scanned.append((position, result.listing))
             if result.listing.opaque:
                 break
