@@ -187,7 +187,7 @@ class TreeLoader:
         scanned: list[tuple[int, bytes, ScannedDir]] = []
         is_root = directory.parent is None
         stack = [(position, self.tree.known_relpath_in(directory, position))
-                 for position in directory._layers]
+                 for position in directory.listed_layers]
         number = 0
         followed = False  # the first redirect's stack already follows the later ones
         while number < len(stack):
@@ -219,6 +219,5 @@ class TreeLoader:
         for position, path in stack:
             inside = self.tree.known_relpath_in(parent, position)
             if path != (inside + b"/" + directory.name if inside else directory.name):
-                directory._paths = dict(stack)
-                self.tree.redirected = True
+                self.tree.pin_paths(directory, dict(stack))
                 return

@@ -105,6 +105,11 @@ class Node:
             self._load()
         self._paths = value
 
+    @property
+    def listed_layers(self) -> tuple[int, ...]:
+        """The positions known to hold the directory before it is read (reads nothing)."""
+        return self._layers
+
     def read(self, layers: tuple[int, ...], children: "dict[bytes, Node]") -> None:
         """Record what reading the directory found (by its loader)."""
         self._layers = layers
@@ -290,6 +295,11 @@ class MergedTree:
                 self.links.setdefault(node.ino, [self.nodes[node.ino]]).append(node)
             else:
                 self.nodes[node.ino] = node
+
+    def pin_paths(self, directory: Node, paths: dict[int, bytes]) -> None:
+        """Record where each layer holds ``directory`` (a redirect moved it)."""
+        directory._paths = paths
+        self.redirected = True
 
     # -- changes (the writable upper) ------------------------------------------------
 
