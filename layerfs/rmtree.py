@@ -7,12 +7,14 @@ deeper than PATH_MAX (an upper dir has no depth limit; see
 works relative to one open directory descriptor at a time (no path grows with
 the depth, and the number of descriptors open stays constant). Each directory
 is given owner access before it is emptied. Symlinks are removed, never
-followed.
+followed, and a directory on another filesystem (something mounted inside the
+tree, say a mount left behind) is never entered: that is an error (EBUSY).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 
@@ -32,6 +34,7 @@ def remove_tree(path: str | os.PathLike[str] | bytes) -> None:
     with contextlib.suppress(OSError):
         os.chmod(top, 0o700)  # not ours: removing its children may still work
     fd = os.open(top, _DIR_FLAGS)
+    device = os.fstat(fd).st_dev
     names: list[bytes] = []
     """The names from ``top`` down to the directory ``fd`` is open on."""
     pending = [_remove_files(fd)]
@@ -45,6 +48,9 @@ def remove_tree(path: str | os.PathLike[str] | bytes) -> None:
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = child
+                if os.fstat(fd).st_dev != device:
+                    raise OSError(errno.EBUSY, "a mount point inside the tree",
+                                  os.fsdecode(b"/".join([top, *names, name])))
                 names.append(name)
                 pending.append(_remove_files(fd))
                 continue

@@ -3,7 +3,11 @@ symlinks (removed, never followed)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
+
+import pytest
 
 from layerfs.longpath import PATH_MAX
 from layerfs.rmtree import remove_tree
@@ -44,3 +48,21 @@ def test_a_missing_path_or_a_file(scratch):
     remove_tree(scratch / "file")
     remove_tree(os.fsencode(scratch / "link"))
     assert sorted(os.listdir(scratch)) == []
+
+
+def test_never_enters_a_mount_inside_the_tree(scratch, needs_root):
+    inside = scratch / "top" / "sub" / "mnt"
+    inside.mkdir(parents=True)
+    (scratch / "top" / "sub" / "file").write_text("x")
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inside)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (inside / "precious").write_text("kept")
+        with pytest.raises(OSError) as raised:
+            remove_tree(scratch / "top")
+        assert raised.value.errno == errno.EBUSY and "mnt" in str(raised.value)
+        assert (inside / "precious").read_text() == "kept"
+    finally:
+        subprocess.run(["umount", str(inside)], check=True)
+    remove_tree(scratch / "top")
+    assert not (scratch / "top").exists()
