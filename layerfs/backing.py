@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import LayerError
+from .libc import libc
 
 if TYPE_CHECKING:
     from .layer import Layer
@@ -34,14 +35,12 @@ _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
 _RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 _have_openat2: bool | None = None
 
 
 def _openat2(dirfd: int, path: bytes, flags: int) -> int:
     how = struct.pack("QQQ", flags, 0, _RESOLVE)
-    fd = _libc.syscall(_SYS_OPENAT2, dirfd, path, how, len(how))
+    fd = libc.syscall(_SYS_OPENAT2, dirfd, path, how, len(how))
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(path))

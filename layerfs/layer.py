@@ -1,8 +1,10 @@
 """A layer: one read-only directory tree in a stack, and how to reach its files.
 
 Every image source (extracted dirs, OCI layouts, docker archives, stores)
-ends in a list of these, bottom first. A layer is a root directory plus
-descriptive fields for the tools that explain an image (`which`, `inspect`).
+ends in a list of these, bottom first. A layer is a root directory, what the
+merge needs beside it (its sidecar of recorded metadata, the source of file
+data that arrives on demand) and frozen descriptive facts for the tools that
+explain an image (`which`, `inspect`). Nothing in it changes once made.
 """
 
 from __future__ import annotations
@@ -10,14 +12,54 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .longpath import reach
 
-CONTENT_KEY = "content"
-"""Key in ``Layer.extra`` of a layer whose file data arrives on demand (a lazily
-fetched registry layer): an object whose ``ensure(relpath)`` makes the data of the
-regular file ``relpath`` present in the layer dir before it is opened. It blocks,
-so it is called from a worker thread. The layer's metadata is complete from the start."""
+
+class ContentSource(Protocol):
+    """File data that arrives on demand (a lazily fetched registry layer): the layer's
+    metadata is complete from the start, its files' data is not."""
+
+    def ensure(self, relpath: bytes) -> None:
+        """Make the data of the regular file ``relpath`` present in the layer dir before
+        it is opened. Blocks, so it is called from a worker thread."""
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """Where a layer came from, for inspect and which: nothing here changes what the
+    layer shows. Every field is optional (empty when a source does not know it)."""
+
+    blob: str = ""
+    """The archive member holding the layer's tar (archives, layouts)."""
+    blob_digest: str = ""
+    blob_size: int | None = None
+    """The compressed blob's size in bytes."""
+    diff_size: int | None = None
+    """The uncompressed tar's size in bytes."""
+    media_type: str = ""
+    compression: str = ""
+    entries: int | None = None
+    """The number of tar entries (once unpacked)."""
+    registry: str = ""
+    """The image reference a registry layer was fetched for."""
+    lazy: str = ""
+    """The table-of-contents format (``estargz``, ``zstd:chunked``) of a layer mounted
+    before its data is fetched."""
+    pending: bool = False
+    """A registry layer pulled whole in the background after the mount went live."""
+    v1_id: str = ""
+    """The v1 layer id of a legacy ``docker save`` archive."""
+    store_layer_id: str = ""
+    store_path: str = ""
+    """The layer's directory in a store (containers-storage, containerd, docker)."""
+    cache_id: str = ""
+    """Docker's cache-id of the layer."""
+    snapshot_key: str = ""
+    """containerd's snapshot key."""
+    full_copy_of_layers: int | None = None
+    """A vfs-driver layer that is a full copy of this many layers (the others left out)."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +74,15 @@ class Layer:
     chain_id: str = ""
     created_by: str = ""
 
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-    """Source-specific facts (blob digest, sizes) for inspect/which."""
+    sidecar: str | None = field(default=None, compare=False)
+    """The path of the layer's sidecar (what an unprivileged unpack could not store
+    on disk, see :mod:`layerfs.sidecar`); None for a plain directory layer."""
+
+    content: ContentSource | None = field(default=None, compare=False, repr=False)
+    """Where file data comes from when it is not on disk yet; None when it all is."""
+
+    facts: LayerFacts = field(default_factory=LayerFacts, compare=False)
+    """Source-specific facts (blob digest, sizes, store ids) for inspect/which."""
 
     upper: bool = False
     """The mount's writable upper dir: it holds only the kernel overlay's own
@@ -57,15 +106,14 @@ class Layer:
 
     @property
     def fetches_content(self) -> bool:
-        """Whether opening a file may first have to fetch its data (see :data:`CONTENT_KEY`)."""
-        return CONTENT_KEY in self.extra
+        """Whether opening a file may first have to fetch its data (see :attr:`content`)."""
+        return self.content is not None
 
     def ensure_content(self, relpath: bytes) -> None:
         """Make the data of regular file ``relpath`` present before it is read: a no-op
-        but for lazily fetched layers (see :data:`CONTENT_KEY`). May block."""
-        content = self.extra.get(CONTENT_KEY)
-        if content is not None:
-            content.ensure(relpath)
+        but for lazily fetched layers (see :attr:`content`). May block."""
+        if self.content is not None:
+            self.content.ensure(relpath)
 
     def describe(self) -> str:
         return self.label or self.root

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 SIDECAR_NAME = "meta.json"
 SIDECAR_VERSION = 1
-SIDECAR_KEY = "sidecar"
-"""Key in ``Layer.extra`` holding the path of the layer's sidecar file."""
 
 StatFields = tuple[int, int, int, int]
 """(uid, gid, st_mode, rdev)"""
@@ -156,5 +154,4 @@ def load_sidecar(path: str | os.PathLike[str]) -> Sidecar:
 
 def sidecar_of(layer: "Layer") -> Sidecar | None:
     """The sidecar of an unpacked tar layer, or None for a plain directory layer."""
-    path = layer.extra.get(SIDECAR_KEY)
-    return load_sidecar(path) if path else None
+    return load_sidecar(layer.sidecar) if layer.sidecar else None

@@ -14,8 +14,10 @@ the kernel writes, checked by tests that run both side by side):
 
 It raises OSError with the kernel's errno and knows nothing of FUSE. Each
 change is written to disk by :class:`~layerfs.upperdir.UpperDir` first and
-then recorded in the :class:`~layerfs.index.PathIndex`, so the index never
-shows a state the disk does not hold.
+then recorded in the merged tree (:class:`~layerfs.tree.MergedTree`), so the
+tree never shows a state the disk does not hold. What it reads of the layers
+below (xattrs to copy, the names a whiteout must hide) it asks the
+:class:`~layerfs.index.PathIndex`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class Upper:
         if index.upper is None:
             raise ValueError("the index has no upper layer")
         self.index = index
+        self.tree = index.tree
+        """Where each change is recorded (the index's tree; its layer views are read
+        through ``index``)."""
         self.disk = disk
         self.redirect_dir = redirect_dir
         self.upper = index.upper
@@ -80,7 +85,7 @@ class Upper:
     def _check_new_name(self, parent: Node, name: bytes) -> None:
         if parent.children is None:
             raise _fail(errno.ENOTDIR)
-        if not self.index.is_attached(parent):
+        if not self.tree.is_attached(parent):
             raise _fail(errno.ENOENT)
         if name in parent.children:
             raise _fail(errno.EEXIST)
@@ -92,8 +97,8 @@ class Upper:
 
     def refresh(self, node: Node) -> None:
         """Re-read the attributes of an upper node from the upper dir."""
-        if self.index.is_upper(node) and self.index.is_attached(node):
-            self.index.set_stat(node, self.disk.lstat(node.path()))
+        if self.tree.is_upper(node) and self.tree.is_attached(node):
+            self.tree.set_stat(node, self.disk.lstat(node.path()))
 
     def _shown_xattrs(self, node: Node) -> dict[bytes, bytes]:
         """The xattrs ``node`` shows, under the names the upper dir stores them."""
@@ -131,13 +136,13 @@ class Upper:
         """Make the upper layer provide ``node`` (and its parents, first). A
         metadata-only copy (the kernel's metacopy=on) gets its data now: any
         change, even a rename, makes it a plain upper file."""
-        if self.index.is_upper(node):
-            if node.ino in self.index.data_elsewhere:
+        if self.tree.is_upper(node):
+            if node.ino in self.tree.data_elsewhere:
                 self._copy_up_one(node, with_data=with_data)
             return
         chain = []
         current: Node | None = node
-        while current is not None and not self.index.is_upper(current):
+        while current is not None and not self.tree.is_upper(current):
             chain.append(current)
             current = current.parent
         for item in reversed(chain):
@@ -146,14 +151,14 @@ class Upper:
     def needs_data_copy(self, node: Node) -> bool:
         """Whether copying ``node`` up moves enough file data to be worth a
         worker thread (small copies are quicker than the hand-over)."""
-        return (not self.index.is_upper(node) and stat.S_ISREG(node.mode)
+        return (not self.tree.is_upper(node) and stat.S_ISREG(node.mode)
                 and node.size > SLOW_COPY_BYTES)
 
     def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
         assert node.parent is not None
         position, relpath = self.index.data_backing(node)
         layer = self.index.layers[position]
-        replacing = self.index.is_upper(node)  # a metadata-only copy, made whole
+        replacing = self.tree.is_upper(node)  # a metadata-only copy, made whole
         target = node.path()
         attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
                            atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
@@ -178,14 +183,14 @@ class Upper:
             except BaseException:
                 self.disk.discard(temp)
                 raise
-        self.index.copied_up(node, self.disk.lstat(target))
+        self.tree.copied_up(node, self.disk.lstat(target))
         if node.ino != InodeNumbers.natural(target):
             self._keep_number(node, fresh=True)
         if node.children is not None:
             # Its nlink shows differently once merged with an upper dir.
             self.touched.add(node.ino)
-        for alias in self.index.aliases(node):
-            if alias is node or self.index.is_upper(alias):
+        for alias in self.tree.aliases(node):
+            if alias is node or self.tree.is_upper(alias):
                 continue
             # The other names of a lower hard-linked file follow it, so the
             # inode stays one (the kernel's index=on behaviour).
@@ -194,8 +199,8 @@ class Upper:
             with self.disk.times_kept(alias.parent.path()):
                 self.disk.link(target, alias.path())
             alias.layer = self.upper
-        if len(self.index.aliases(node)) > 1:
-            self.index.set_stat(node, self.disk.lstat(target))
+        if len(self.tree.aliases(node)) > 1:
+            self.tree.set_stat(node, self.disk.lstat(target))
             self._keep_number(node, fresh=True)
 
     # -- new entries -------------------------------------------------------------------
@@ -224,7 +229,7 @@ class Upper:
         # In a merged parent the kernel also marks it opaque (an optimization),
         # but only when it makes redirects: else offline changes to the lower
         # layers are allowed, and the mark would hide them.
-        opaque = is_dir and (over_whiteout or self.redirect_dir and self.index.has_lower(parent))
+        opaque = is_dir and (over_whiteout or self.redirect_dir and self.tree.has_lower(parent))
         temp, fd = self.disk.build_new(Attributes(mode, uid, gid, rdev), target=target,
                                        opaque=opaque, open_flags=open_flags)
         try:
@@ -234,7 +239,7 @@ class Upper:
                 os.close(fd)
             self.disk.discard(temp)
             raise
-        node = self.index.add(parent, name, self.disk.lstat(relpath))
+        node = self.tree.add(parent, name, self.disk.lstat(relpath))
         if node.ino != InodeNumbers.natural(relpath):
             self._keep_number(node, fresh=True)
         self.refresh(parent)
@@ -268,7 +273,7 @@ class Upper:
         """A new name for ``node``'s inode."""
         if node.children is not None:
             raise _fail(errno.EPERM)
-        if not self.index.is_attached(node):
+        if not self.tree.is_attached(node):
             raise _fail(errno.ENOENT)
         self._check_new_name(parent, name)
         self.copy_up(node)
@@ -283,8 +288,8 @@ class Upper:
                 raise
         else:
             self.disk.link(node.path(), relpath)
-        alias = self.index.add_link(node, parent, name)
-        self.index.set_stat(node, self.disk.lstat(relpath))
+        alias = self.tree.add_link(node, parent, name)
+        self.tree.set_stat(node, self.disk.lstat(relpath))
         self._keep_number(alias, fresh=True)
         self.refresh(parent)
         return alias
@@ -319,8 +324,8 @@ class Upper:
 
     def _forget_name(self, node: Node) -> None:
         """Record that ``node``'s name is gone; its other names see one link less."""
-        others = [alias for alias in self.index.aliases(node) if alias is not node]
-        self.index.remove(node)
+        others = [alias for alias in self.tree.aliases(node) if alias is not node]
+        self.tree.remove(node)
         if others:
             self.refresh(others[0])
             self.touched.add(node.ino)
@@ -368,7 +373,7 @@ class Upper:
         whiteout_old = self.lower_positive(old_parent, old_name)
         if node.children is not None:
             self._prepare_moved_dir(node, old_rel, new_parent, redirect)
-        if target is not None and self.index.is_upper(target) and target.children is not None \
+        if target is not None and self.tree.is_upper(target) and target.children is not None \
                 and self.disk.has_entries(new_rel):
             # Its whiteouts would keep rename(2) from replacing it.
             self.disk.clear_dir(new_rel)
@@ -382,7 +387,7 @@ class Upper:
             self.disk.rename(old_rel, new_rel, whiteout_old=whiteout_old)
         if target is not None:
             self._forget_name(target)
-        self.index.move(node, new_parent, new_name)
+        self.tree.move(node, new_parent, new_name)
         self._keep_number(node)
         self.refresh(old_parent)
         if new_parent is not old_parent:
@@ -410,7 +415,7 @@ class Upper:
         if other.children is not None:
             self._prepare_moved_dir(other, other_rel, one_parent, other_redirect)
         self.disk.rename(one_rel, other_rel, exchange=True)
-        self.index.exchange(one, other)
+        self.tree.exchange(one, other)
         self._keep_number(one)
         self._keep_number(other)
         for node in (one_parent, other_parent, one, other):
@@ -426,7 +431,7 @@ class Upper:
 
     def _redirect_for(self, node: Node, same_parent: bool) -> bytes | None:
         """The redirect a moved dir needs (None if it has no lower layers), or EXDEV."""
-        if node.children is None or not self.index.has_lower(node):
+        if node.children is None or not self.tree.has_lower(node):
             return None
         if not self.redirect_dir:
             raise _fail(errno.EXDEV)
@@ -442,7 +447,7 @@ class Upper:
         return value
 
     def _upper_redirect(self, node: Node) -> bytes | None:
-        return self.disk.redirect(node.path()) if self.index.is_upper(node) else None
+        return self.disk.redirect(node.path()) if self.tree.is_upper(node) else None
 
     def _absolute_redirect(self, node: Node) -> bytes:
         """Where the layers below hold ``node``, from the root: its path, each
@@ -463,10 +468,10 @@ class Upper:
                            redirect: bytes | None) -> None:
         if redirect is not None:
             self.disk.set_redirect(relpath, redirect)
-        elif self.index.has_lower(new_parent) and not self.disk.is_opaque(relpath):
+        elif self.tree.has_lower(new_parent) and not self.disk.is_opaque(relpath):
             # A pure upper dir must not start merging with lower dirs at its new name.
             self.disk.set_opaque(relpath)
-            self.index.made_opaque(node)
+            self.tree.made_opaque(node)
 
     # -- attributes ------------------------------------------------------------------------
 
@@ -475,7 +480,7 @@ class Upper:
                 mtime_ns: int | None = None, fd: int | None = None) -> None:
         """Change attributes (copying ``node`` up first); ``fd`` is an open upper
         descriptor of it, needed once its last name is gone."""
-        attached = self.index.is_attached(node)
+        attached = self.tree.is_attached(node)
         if not attached and fd is None:
             raise _fail(errno.ENOENT)
         if attached:
@@ -483,7 +488,7 @@ class Upper:
         with self.disk.at(node.path()) if attached else contextlib.nullcontext() as path:
             st = self._change_attributes(node, path, fd, mode=mode, uid=uid, gid=gid, size=size,
                                          atime_ns=atime_ns, mtime_ns=mtime_ns)
-        self.index.set_stat(node, st)
+        self.tree.set_stat(node, st)
 
     @staticmethod
     def _change_attributes(node: Node, path: bytes | None, fd: int | None, *, mode: int | None,
@@ -532,7 +537,7 @@ class Upper:
         backing = backing_xattr_name(name)
         if backing is None:
             raise _fail(errno.EPERM)
-        if not self.index.is_attached(node):
+        if not self.tree.is_attached(node):
             raise _fail(errno.ENOENT)
         self.copy_up(node)
         with self.disk.at(node.path()) as path:
@@ -543,9 +548,9 @@ class Upper:
         backing = backing_xattr_name(name)
         if backing is None:
             raise _fail(errno.ENODATA)
-        if not self.index.is_attached(node):
+        if not self.tree.is_attached(node):
             raise _fail(errno.ENOENT)
-        if not self.index.is_upper(node):
+        if not self.tree.is_upper(node):
             # Nothing to remove means nothing to copy up (the kernel checks first).
             self.index.get_xattr(node, name)
         self.copy_up(node)
@@ -561,7 +566,7 @@ class Upper:
 
     def open_for_write(self, node: Node, flags: int) -> int:
         """Copy ``node`` up (without data if it is being truncated) and open it."""
-        if not self.index.is_attached(node):
+        if not self.tree.is_attached(node):
             raise _fail(errno.ENOENT)
         self.copy_up(node, with_data=not flags & os.O_TRUNC)
         keep = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC

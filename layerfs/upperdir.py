@@ -30,32 +30,26 @@ from typing import Callable, Iterator
 
 from .copy import copy_data, copy_xattrs, set_xattrs
 from .errors import MountError
+from .libc import libc
 from .longpath import reach
+from .rmtree import remove_tree
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
 _AT_FDCWD = -100
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = _libc.renameat2
-_renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                       ctypes.c_uint)
-_renameat2.restype = ctypes.c_int
-_fallocate = _libc.fallocate
-_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-_fallocate.restype = ctypes.c_int
 
 
 def renameat2(old: bytes, new: bytes, flags: int = 0) -> None:
-    if _renameat2(_AT_FDCWD, old, _AT_FDCWD, new, flags) != 0:
+    if libc.renameat2(_AT_FDCWD, old, _AT_FDCWD, new, flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(new))
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2), mode flags and all (os.posix_fallocate has no mode)."""
-    if _fallocate(fd, mode, offset, length) != 0:
+    if libc.fallocate(fd, mode, offset, length) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -156,7 +150,7 @@ class UpperDir:
         with os.scandir(self.work) as entries:
             names = [entry.name for entry in entries]
         for name in names:
-            _remove_tree(self.work + b"/" + os.fsencode(name))
+            remove_tree(self.work + b"/" + os.fsencode(name))
 
     def _probe_xattrs(self) -> None:
         probe = self._temp_name()
@@ -247,7 +241,7 @@ class UpperDir:
         except BaseException:
             if fd is not None:
                 os.close(fd)
-            _remove_tree(temp)
+            remove_tree(temp)
             raise
         return temp, fd
 
@@ -292,7 +286,7 @@ class UpperDir:
                 copy_xattrs(source, temp, keep_xattr)
             self._chmod_and_times(temp, attrs)
         except BaseException:
-            _remove_tree(temp)
+            remove_tree(temp)
             raise
         return temp
 
@@ -335,7 +329,7 @@ class UpperDir:
         return temp
 
     def discard(self, temp: bytes) -> None:
-        _remove_tree(temp)
+        remove_tree(temp)
 
     # -- installing: one rename each -------------------------------------------------
 
@@ -381,7 +375,7 @@ class UpperDir:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        _remove_tree(temp)
+        remove_tree(temp)
 
     def remove(self, relpath: bytes) -> None:
         """Remove ``relpath`` without leaving a whiteout (a dir with whatever it holds)."""
@@ -398,9 +392,9 @@ class UpperDir:
         except PermissionError:
             # Moving a dir to another parent needs write access to it; as a user
             # without that, empty it in place (it holds only whiteouts).
-            _remove_tree(dest)
+            remove_tree(dest)
             return
-        _remove_tree(temp)
+        remove_tree(temp)
 
     def clear_dir(self, relpath: bytes) -> None:
         """Replace upper dir ``relpath`` (holding only whiteouts) by an empty opaque
@@ -418,9 +412,9 @@ class UpperDir:
             os.setxattr(temp, self.opaque_xattr, b"y")
             renameat2(temp, dest, RENAME_EXCHANGE)
         except BaseException:
-            _remove_tree(temp)
+            remove_tree(temp)
             raise
-        _remove_tree(temp)
+        remove_tree(temp)
 
     def rename(self, old: bytes, new: bytes, *, whiteout_old: bool = False,
                exchange: bool = False) -> None:
@@ -492,7 +486,7 @@ class UpperDir:
             return
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            _libc.syncfs(fd)
+            libc.syncfs(fd)
         finally:
             os.close(fd)
 
@@ -505,22 +499,3 @@ class UpperDir:
             (os.fdatasync if datasync else os.fsync)(fd)
         finally:
             os.close(fd)
-
-
-def _remove_tree(path: bytes) -> None:
-    """Remove ``path`` and everything below it, whatever the modes; missing is fine."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
-    with os.scandir(path) as entries:
-        children = [os.path.join(path, os.fsencode(entry.name)) for entry in entries]
-    for child in children:
-        _remove_tree(child)
-    os.rmdir(path)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import LayerfsError, MountError
+from .libc import libc
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -46,7 +47,6 @@ ALL_IDS = 4294967295
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 Line = tuple[int, int, int]
 """One line of a uid_map/gid_map: first id inside, first id outside, count."""
@@ -163,7 +163,7 @@ def unshare_failure(code: int) -> str:
 
 
 def _die_with_parent() -> None:
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
 
 
 def _write_maps(pid: int, mapping: IdMapping) -> None:
@@ -200,7 +200,7 @@ def _inside(parent: int, ready: int, go: int, mapping: IdMapping,
     if os.getppid() != parent:
         os._exit(1)
     try:
-        _check(_libc.unshare(CLONE_NEWUSER), "unshare")
+        _check(libc.unshare(CLONE_NEWUSER), "unshare")
     except OSError as exc:
         os.write(ready, str(exc.errno).encode())
         os._exit(1)
@@ -214,9 +214,9 @@ def _inside(parent: int, ready: int, go: int, mapping: IdMapping,
             os.setgroups([])  # the caller's other groups would show as the overflow id
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare")
         # Nothing mounted here may reach the caller's namespace.
-        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount")
+        _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount")
     except OSError as exc:
         # A namespace without the powers it should give (AppArmor's restriction).
         print(f"layerfs: {unshare_failure(exc.errno)} ({exc.strerror})", file=sys.stderr)

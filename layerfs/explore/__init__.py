@@ -10,5 +10,6 @@
 - :mod:`.cli`: the subcommands.
 
 No module here implements a merge rule: they ask :class:`~layerfs.index.PathIndex`
-and :func:`~layerfs.merge.merge_children`.
+(the merged tree), its layer views (:class:`~layerfs.layerview.LayerView`, one
+layer's own entries with its recorded metadata) and :func:`~layerfs.merge.merge_children`.
 """

@@ -23,8 +23,8 @@ JSON schema (``--json``)::
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -34,6 +34,7 @@ from typing import Sequence
 from .. import treediff
 from ..errors import UsageError
 from ..index import PathIndex
+from ..rmtree import remove_tree
 from ..sizes import plural
 from .mounts import kernel_overlay_mounted, layerfs_mounted
 from .native import native_layers
@@ -111,7 +112,8 @@ def run(index: PathIndex, mount_args: list[str], against: str, *,
                 raise UsageError(f"--against {against}: not a directory")
             return compare_trees(ours, reference, properties)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):  # best effort: the comparison's outcome matters
+            remove_tree(work)
 
 
 def to_json(image_name: str, against: str, comparison: Comparison) -> str:

@@ -240,7 +240,7 @@ class TreeDiff:
             return False
         if not any(name not in b.children for name in a.children):  # type: ignore[union-attr]
             return False
-        return self.after.layer_listing(bottom, path).listing.opaque
+        return self.after.views[bottom].listing(path).listing.opaque
 
     def _removal_causes(self, path: bytes, b: Node, names: list[bytes]) -> dict[bytes, str]:
         """Why names of directory ``path`` are gone in ``after``: a whiteout or opaque copy."""
@@ -248,7 +248,7 @@ class TreeDiff:
         wanted = set(names)
         listing = None
         for position in b.layers:
-            listing = self.after.layer_listing(position, path).listing
+            listing = self.after.views[position].listing(path).listing
             for name in wanted & set(listing.whiteouts):
                 causes.setdefault(name, "whiteout")
         if listing is not None and listing.opaque:

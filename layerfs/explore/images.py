@@ -69,7 +69,7 @@ def _read(spec: str, form: str | None, platform: str | None, candidate: Candidat
 
 def _entry(plan: ImagePlan | None, candidate: Candidate | None, form: str | None) -> dict:
     config = plan.config if plan is not None and isinstance(plan.config, dict) else {}
-    sizes = [layer.extra.get("diff_size") or layer.extra.get("blob_size")
+    sizes = [layer.facts.diff_size or layer.facts.blob_size
              for layer in plan.layers] if plan is not None else []
     names = candidate.names if candidate is not None else [plan.name] if plan else []
     image_id = candidate.image_id if candidate is not None and candidate.image_id else ""

@@ -22,7 +22,7 @@ from ..errors import LayerfsError
 from ..index import PathIndex
 from ..metadata import parse_override_stat
 from ..scan import read_xattrs
-from ..sidecar import Sidecar, sidecar_of
+from ..sidecar import Sidecar
 from ..whiteouts import (
     OPAQUE_XATTRS,
     OVERRIDE_STAT_XATTR,
@@ -50,7 +50,7 @@ def native_layers(index: PathIndex, workdir: Path) -> list[str]:
     """Each layer's directory in the kernel's encoding, bottom first (copies in ``workdir``)."""
     result = []
     for position, layer in enumerate(index.layers):
-        sidecar = sidecar_of(layer)
+        sidecar = index.views[position].sidecar
         if not _needs_copy(layer.root_bytes, sidecar):
             result.append(layer.root)
             continue
@@ -179,14 +179,14 @@ def _inherit_implied(index: PathIndex, position: int, root: bytes,
         if source is None:
             continue
         below, source_path = source
-        st = index.layer_stat(below, relpath)
+        st = index.views[below].stat(relpath)
         path = os.path.join(root, relpath) if relpath else root
         os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
         os.chmod(path, stat.S_IMODE(st.st_mode))
         for name, value in read_xattrs(source_path).items():
             if not name.startswith((b"trusted.overlay.", b"user.overlay.")):
                 os.setxattr(path, name, value, follow_symlinks=False)
-        lower_sidecar = sidecar_of(index.layers[below])
+        lower_sidecar = index.views[below].sidecar
         if lower_sidecar is not None:
             for name, value in lower_sidecar.xattrs_of(relpath).items():
                 os.setxattr(path, name, value, follow_symlinks=False)
@@ -195,10 +195,8 @@ def _inherit_implied(index: PathIndex, position: int, root: bytes,
 
 def _real_copy_below(index: PathIndex, position: int, relpath: bytes) -> tuple[int, bytes] | None:
     for below in range(position - 1, -1, -1):
-        if not index.layer_has_dir(below, relpath):
-            continue
-        lower = sidecar_of(index.layers[below])
-        if lower is not None and lower.is_implied(relpath):
+        view = index.views[below]
+        if not view.has_dir(relpath) or view.is_implied(relpath):
             continue
         return below, index.layers[below].path_of(relpath)
     return None

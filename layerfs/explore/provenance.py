@@ -111,9 +111,10 @@ class Explainer:
     def listing(self, position: int, reldir: bytes) -> DirListing | None:
         key = (position, reldir)
         if key not in self._listings:
-            if not self.index.layer_has_dir(position, reldir):
+            view = self.index.views[position]
+            if not view.has_dir(reldir):
                 return None
-            self._listings[key] = self.index.layer_listing(position, reldir).listing
+            self._listings[key] = view.listing(reldir).listing
         return self._listings[key]
 
     def explain(self, path: bytes) -> Provenance:
@@ -148,7 +149,7 @@ class Explainer:
         return version
 
     def _stat(self, position: int, path: bytes) -> os.stat_result:
-        return self.index.layer_stat(position, path)
+        return self.index.views[position].stat(path)
 
     def hider_of(self, position: int, path: bytes) -> Hider | None:
         """What hides layer ``position``'s entry at ``path`` (None if it is visible)."""

@@ -159,12 +159,13 @@ def measure(index: PathIndex, *, top: int = 10, min_duplicate_size: int = 1) -> 
 def _walk_layer(index: PathIndex, position: int, offenders: dict[bytes, Offender],
                 by_size: dict[int, list[Copy]], min_duplicate_size: int) -> LayerUsage:
     usage = LayerUsage(position)
+    view = index.views[position]
     seen_inodes: set[tuple[int, int]] = set()
     # (dir path, the merged dir this layer's copy takes part in or None, top of a hidden subtree)
     pending: list[tuple[bytes, Node | None, bytes | None]] = [(b"", index.root, None)]
     while pending:
         reldir, merged, hidden_top = pending.pop()
-        listing = index.layer_listing(position, reldir).listing
+        listing = view.listing(reldir).listing
         usage.whiteouts += len(listing.whiteouts)
         usage.opaque_dirs += 1 if listing.opaque and reldir else 0
         for name, is_dir in listing.entries.items():
@@ -175,7 +176,7 @@ def _walk_layer(index: PathIndex, position: int, offenders: dict[bytes, Offender
                 pending.append((path, child if takes_part else None,
                                 hidden_top if takes_part or hidden_top else path))
                 continue
-            st = index.layer_stat(position, path)
+            st = view.stat(path)
             if not stat.S_ISREG(st.st_mode):
                 continue
             if st.st_nlink > 1:

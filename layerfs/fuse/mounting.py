@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ..errors import MountError
+from ..libc import libc
 
 FUSE_DEVICE = "/dev/fuse"
 
@@ -45,11 +46,6 @@ MNT_FORCE, MNT_DETACH = 1, 2
 _KERNEL_DATA_OPTIONS = {"default_permissions", "allow_other"}
 _KERNEL_VALUE_OPTIONS = {"max_read", "blksize"}
 _ENGINE_OPTIONS = {"auto_unmount"}
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 @dataclass
@@ -158,8 +154,8 @@ def _mount_syscall(mountpoint: str, parsed: ParsedOptions) -> Mount:
                        else [])])
     fstype = f"fuse.{parsed.subtype}" if parsed.subtype else "fuse"
     source = parsed.fsname or parsed.subtype or "fuse"
-    result = _libc.mount(os.fsencode(source), os.fsencode(mountpoint), fstype.encode(),
-                         parsed.flags, data.encode())
+    result = libc.mount(os.fsencode(source), os.fsencode(mountpoint), fstype.encode(),
+                        parsed.flags, data.encode())
     if result != 0:
         err = ctypes.get_errno()
         os.close(fd)
@@ -265,7 +261,7 @@ def _unescape(field: str) -> str:
 def unmount(mountpoint: str, *, lazy: bool = False) -> None:
     """Remove the mount at ``mountpoint`` (MNT_DETACH / ``-z`` when ``lazy``)."""
     if os.geteuid() == 0:
-        if _libc.umount2(os.fsencode(mountpoint), MNT_DETACH if lazy else 0) == 0:
+        if libc.umount2(os.fsencode(mountpoint), MNT_DETACH if lazy else 0) == 0:
             return
         err = ctypes.get_errno()
         if err != 1:  # EPERM: root of a user namespace; fusermount3 may manage it

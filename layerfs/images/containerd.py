@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageError
+from ..layer import LayerFacts
 from ..unpack.digests import chain_ids
 from .bbolt import BoltFile, Bucket, read_consistent, uvarint
 from .config import layer_history
@@ -198,13 +199,14 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
         if not directory.is_dir():
             raise ImageError(f"{directory}: {label} directory is missing")
         descriptor = descriptors[position]
-        extra = {"store_layer_id": str(snapshot_id), "store_path": str(directory),
-                 "snapshot_key": backend_keys[position],
-                 "blob_digest": descriptor.get("digest", ""), "blob_size": descriptor.get("size"),
-                 "media_type": descriptor.get("mediaType", "")}
+        facts = LayerFacts(store_layer_id=str(snapshot_id), store_path=str(directory),
+                           snapshot_key=backend_keys[position] or "",
+                           blob_digest=descriptor.get("digest", ""),
+                           blob_size=descriptor.get("size"),
+                           media_type=descriptor.get("mediaType", ""))
         layers.append(LayerSource(label=layer_label(position, diff_id), diff_id=diff_id,
                                   created_by=history[position], directory=str(directory),
-                                  chain_id=chain, extra=extra))
+                                  chain_id=chain, facts=facts))
     return ImagePlan(layers=layers, name=name, form="containerd", config=config,
                      source=str(root), digest=manifest_digest,
                      manifest=content.read_bytes(blob_name(manifest_digest, content.where)))

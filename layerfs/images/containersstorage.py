@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ImageError
+from ..layer import LayerFacts
 from .config import layer_history
 from .files import ImageFiles
 from .plan import ImagePlan, LayerSource, layer_label
@@ -90,16 +92,17 @@ def _read(root: Path, ref: str | None, driver: str, form: str) -> ImagePlan:
         diff_id = layer.get("diff-digest", "")
         directory = root / driver / layer["id"] / "diff" if driver == "overlay" \
             else root / "vfs" / "dir" / layer["id"]
-        extra = {"store_layer_id": layer["id"], "store_path": str(directory),
-                 "blob_digest": layer.get("compressed-diff-digest", ""),
-                 "blob_size": layer.get("compressed-size"), "diff_size": layer.get("diff-size")}
+        facts = LayerFacts(store_layer_id=layer["id"], store_path=str(directory),
+                           blob_digest=layer.get("compressed-diff-digest", ""),
+                           blob_size=layer.get("compressed-size"),
+                           diff_size=layer.get("diff-size"))
         sources.append(LayerSource(label=layer_label(position, diff_id), diff_id=diff_id,
                                    created_by=history[position], directory=str(directory),
-                                   extra=extra))
+                                   facts=facts))
     if driver == "vfs" and sources:
+        # Each vfs layer is a full copy of the ones below: the top one alone is the image.
         top = sources[-1]
-        top.extra["full_copy_of_layers"] = len(sources)
-        sources = [top]
+        sources = [replace(top, facts=replace(top.facts, full_copy_of_layers=len(sources)))]
     for source in sources:
         if not Path(source.directory or "").is_dir():
             raise ImageError(f"{source.directory}: layer {source.label} directory is missing")

@@ -47,8 +47,7 @@ def read_docker_legacy(files: ImageFiles, ref: str | None, platform: str | None)
         info = files.read_json(f"{v1_id}/json", f"layer {v1_id} json")
         top_json = info if isinstance(info, dict) else {}
         layers.append(tar_layer_source(files, f"{v1_id}/layer.tar", position, "", "",
-                                       _created_by(top_json)))
-        layers[-1].extra["v1_id"] = v1_id
+                                       _created_by(top_json), v1_id=v1_id))
     return ImagePlan(layers=layers, name=chosen.names[0], form="docker-save-legacy",
                      config=top_json, source=str(files.path))
 

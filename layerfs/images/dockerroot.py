@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import ImageError
+from ..layer import LayerFacts
 from ..unpack.digests import chain_ids, hex_of
 from .config import diff_ids_of, layer_history
 from .files import ImageFiles
@@ -93,14 +94,14 @@ def read_docker_root(files: ImageFiles, ref: str | None, platform: str | None) -
         diff = root / DRIVER / cache_id / "diff"
         if not diff.is_dir():
             raise ImageError(f"{diff}: layer {position + 1} directory is missing")
-        extra = {"cache_id": cache_id, "store_path": str(diff)}
         try:
-            extra["diff_size"] = int((layerdb / "size").read_text())
+            diff_size: int | None = int((layerdb / "size").read_text())
         except (OSError, ValueError):
-            pass
+            diff_size = None
+        facts = LayerFacts(cache_id=cache_id, store_path=str(diff), diff_size=diff_size)
         layers.append(LayerSource(label=layer_label(position, diff_id), diff_id=diff_id,
                                   created_by=history[position], directory=str(diff),
-                                  chain_id=chain, extra=extra))
+                                  chain_id=chain, facts=facts))
     name = chosen.names[0] if chosen.names else chosen.item
     return ImagePlan(layers=layers, name=name, form="docker-root", config=config,
                      source=str(root))

@@ -27,9 +27,9 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None, *, survey: bool = True
     chains = plan.chain_ids()
     for position, (source, chain) in enumerate(zip(plan.layers, chains, strict=True)):
         row = {"position": position + 1, "diff_id": source.diff_id, "chain_id": chain,
-               "blob_digest": source.extra.get("blob_digest", ""),
-               "compressed_size": source.extra.get("blob_size"),
-               "size": source.extra.get("diff_size"), "entries": None,
+               "blob_digest": source.facts.blob_digest,
+               "compressed_size": source.facts.blob_size,
+               "size": source.facts.diff_size, "entries": None,
                "created_by": source.created_by}
         cached = cache.find(chain) if cache is not None and chain else None
         if cached is not None:
@@ -47,8 +47,8 @@ def layer_rows(plan: ImagePlan, cache: LayerCache | None, *, survey: bool = True
         if row["compressed_size"] is None:
             row["compressed_size"] = info.get("blob_size")
         for key in ("store_path", "cache_id", "store_layer_id", "media_type"):
-            if source.extra.get(key):
-                row[key] = source.extra[key]
+            if getattr(source.facts, key):
+                row[key] = getattr(source.facts, key)
         rows.append(row)
     if not all(chains) and all(row["diff_id"] for row in rows):
         # DiffIDs found only now (pre-1.10 archives): fill the chain

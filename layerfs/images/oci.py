@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ImageError
+from ..layer import LayerFacts
 from ..unpack import LayerBlob
 from .config import layer_history
 from .files import ImageFiles
@@ -98,7 +99,7 @@ def blob_layers(files: ImageFiles, descriptors: list[dict], diff_ids: list[str],
 
 def tar_layer_source(files: ImageFiles, member: str, position: int, blob_digest: str,
                      diff_id: str, created_by: str, size: int | None = None,
-                     media_type: str = "") -> LayerSource:
+                     media_type: str = "", v1_id: str = "") -> LayerSource:
     """A tar layer stored as file ``member`` of an image."""
     label = layer_label(position, diff_id or blob_digest)
     if size is None:
@@ -108,7 +109,7 @@ def tar_layer_source(files: ImageFiles, member: str, position: int, blob_digest:
             size = None
     blob = LayerBlob(label=label, open=lambda: files.open(member), blob_digest=blob_digest,
                      diff_id=diff_id, size=size)
-    extra = {"blob": member, "blob_digest": blob_digest, "blob_size": size,
-             "media_type": media_type}
+    facts = LayerFacts(blob=member, blob_digest=blob_digest, blob_size=size,
+                       media_type=media_type, v1_id=v1_id)
     return LayerSource(label=label, diff_id=diff_id, created_by=created_by, blob=blob,
-                       extra=extra)
+                       facts=facts)

@@ -9,18 +9,17 @@ blobs go through the layer cache, and the result is an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import ImageError
-from ..layer import Layer
-from ..sidecar import SIDECAR_KEY
+from ..layer import Layer, LayerFacts
 from ..unpack import LayerBlob, LayerCache, Progress
 from ..unpack.cache import CachedLayer, parent_chain
 from ..unpack.digests import short
 from . import Image
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayerSource:
     label: str
     diff_id: str = ""
@@ -29,7 +28,7 @@ class LayerSource:
     """A tar layer to unpack; or None when ``directory`` is given."""
     directory: str | None = None
     chain_id: str = ""
-    extra: dict = field(default_factory=dict)
+    facts: LayerFacts = field(default_factory=LayerFacts)
     """Blob digest, sizes, media type, store ids: shown by inspect."""
 
 
@@ -68,14 +67,12 @@ def layer_label(position: int, digest: str) -> str:
 def cached_layer(source: LayerSource, cached: CachedLayer) -> Layer:
     """The layer of an unpacked tar layer in the cache, as the index mounts it."""
     info = cached.info()
-    extra = dict(source.extra)
-    extra.update({SIDECAR_KEY: str(cached.sidecar_path),
-                  "entries": info.get("entries"),
-                  "diff_size": info.get("diff_size"),
-                  "compression": info.get("compression")})
-    extra.setdefault("blob_digest", info.get("blob_digest"))
+    facts = replace(source.facts, entries=info.get("entries"), diff_size=info.get("diff_size"),
+                    compression=info.get("compression") or "",
+                    blob_digest=source.facts.blob_digest or info.get("blob_digest") or "")
     return Layer(root=str(cached.root), label=source.label, diff_id=info["diff_id"],
-                 chain_id=cached.chain_id, created_by=source.created_by, extra=extra)
+                 chain_id=cached.chain_id, created_by=source.created_by,
+                 sidecar=str(cached.sidecar_path), facts=facts)
 
 
 def materialize(plan: ImagePlan, cache: LayerCache | None = None, *,
@@ -98,7 +95,7 @@ def materialize(plan: ImagePlan, cache: LayerCache | None = None, *,
                                              if source.diff_id else None)
                 layers.append(Layer(root=source.directory, label=source.label,
                                     diff_id=source.diff_id, chain_id=source.chain_id,
-                                    created_by=source.created_by, extra=dict(source.extra)))
+                                    created_by=source.created_by, facts=source.facts))
                 continue
             assert cache is not None
             found_before = source.diff_id and cache.find(parent_chain(parent, source.diff_id))

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..images import Image
 from ..images.plan import ImagePlan, LayerSource, cached_layer, layer_label
-from ..layer import Layer
+from ..layer import Layer, LayerFacts
 from ..sizes import plural
 from ..unpack import CachedLayer, LayerBlob, LayerCache
 from ..unpack.digests import chain_ids
@@ -92,10 +92,10 @@ def layer_source(image: RemoteImage, layer: RemoteLayer, opener=None) -> LayerSo
 
     blob = LayerBlob(label=label, open=opener or not_fetched, blob_digest=layer.digest,
                      diff_id=layer.diff_id, size=layer.size)
-    extra = {"blob_digest": layer.digest, "blob_size": layer.size,
-             "media_type": layer.media_type, "registry": image.name}
+    facts = LayerFacts(blob_digest=layer.digest, blob_size=layer.size,
+                       media_type=layer.media_type, registry=image.name)
     return LayerSource(label=label, diff_id=layer.diff_id, created_by=layer.created_by,
-                       blob=blob, extra=extra)
+                       blob=blob, facts=facts)
 
 
 @dataclass

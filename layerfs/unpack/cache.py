@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ..errors import ImageError
+from ..rmtree import remove_tree
 from ..sidecar import SIDECAR_NAME, load_sidecar
 from .digests import chain_ids, hex_of, parse_digest, sha256_digest
 from .extract import unpack_tar
@@ -35,7 +36,6 @@ from .locks import FileLock
 from .progress import Progress
 from .staging import ROOT_NAME, hold, publish, remove_entry, staged_entry
 from .stream import LayerStream
-from .trees import remove_tree
 
 
 def default_cache_dir() -> Path:

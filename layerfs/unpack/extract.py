@@ -20,6 +20,7 @@ import shutil
 import stat
 
 from ..errors import ImageError
+from ..rmtree import remove_tree
 from ..sidecar import Sidecar
 from ..sizes import format_size
 from ..whiteouts import AUFS_META_PREFIX, OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX
@@ -27,7 +28,6 @@ from .limits import UnpackLimits
 from .names import NAME_MAX, PATH_MAX, UnsafeEntryError, entry_path, link_target, shown
 from .stream import CHUNK, LayerStream
 from .tarformat import MemberData, TarMember, TarStreamReader
-from .trees import remove_tree
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 IMPLIED_DIR_MODE = 0o755

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..rmtree import remove_tree
 from .locks import FileLock
-from .trees import remove_tree
 
 ROOT_NAME = "root"
 

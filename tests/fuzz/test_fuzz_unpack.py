@@ -34,7 +34,7 @@ def area():
     try:
         yield path
     finally:
-        from layerfs.unpack.trees import remove_tree
+        from layerfs.rmtree import remove_tree
         remove_tree(path)
 
 

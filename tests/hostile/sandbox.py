@@ -160,7 +160,7 @@ class Sandbox:
     def cleanup(self) -> None:
         if os.path.ismount(self.mountpoint):
             subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
-        from layerfs.unpack.trees import remove_tree
+        from layerfs.rmtree import remove_tree
         try:
             remove_tree(self.root)
         except OSError:

@@ -178,7 +178,7 @@ def test_layers_are_the_snapshot_dirs(store):
         path = Path(layer.directory)
         assert path.name == "fs" and path.parent.parent.name == "snapshots"
         assert path.parent.parent.parent == store["root"] / SNAPSHOTTER_DIR
-        assert layer.extra["snapshot_key"].startswith("default/")
+        assert layer.facts.snapshot_key.startswith("default/")
     # the top layer's snapshot id is what `ctr snapshots` reports for its chainID
     info = ctr(store["client"], "default", "snapshots", "info", plan.layers[-1].chain_id)
     assert plan.layers[-1].chain_id in info
@@ -208,10 +208,10 @@ def test_references(store, tmp_path):
     # NAMESPACE/REF with a short name; the moby namespace's whiteout image
     assert read_image(f"{root}:default/test_image_3").layers[-1].directory == expected
     assert read_image(f"{root}:moby/localhost:5000/whiteout:latest") \
-        .layers[-1].extra["snapshot_key"].startswith("moby/")
+        .layers[-1].facts.snapshot_key.startswith("moby/")
     # through the Docker root only the moby namespace is seen: unambiguous there
     plan = read_image(f"{store['docker']}:localhost:5000/whiteout:latest")
-    assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
+    assert plan.layers[-1].facts.snapshot_key.startswith("moby/")
 
 
 def test_a_name_whose_first_component_is_a_namespace(store):
@@ -224,8 +224,8 @@ def test_a_name_whose_first_component_is_a_namespace(store):
         "docker.io/layerfs/test:latest")
     try:
         plan = read_image(f"{root}:layerfs/test:latest")
-        assert plan.layers[-1].extra["snapshot_key"].startswith("moby/")
-        assert read_image(f"{root}:layerfs/emptyimage").layers[-1].extra["snapshot_key"] \
+        assert plan.layers[-1].facts.snapshot_key.startswith("moby/")
+        assert read_image(f"{root}:layerfs/emptyimage").layers[-1].facts.snapshot_key \
             .startswith("layerfs/")
         result = run_layerfs("inspect", f"{root}:nosuch")
         assert result.returncode == 1

@@ -270,7 +270,7 @@ def test_lazy_skeleton_as_an_unprivileged_unpack_would_write_it(lazy_registry, e
     cache = LayerCache(workdir / "cache", privileged=False)
     image = open_lazy(parse_reference(f"{lazy_registry.host}/test/chunked:v1"),
                       RemoteOptions(insecure=True), cache)
-    assert all(layer.extra.get("lazy") == "zstd:chunked" for layer in image.layers)
+    assert all(layer.facts.lazy == "zstd:chunked" for layer in image.layers)
     index = PathIndex(image.layers)
     seen = {}
     for path, node in index.walk():

@@ -44,11 +44,11 @@ def test_layer_has_dir_sees_deep_dirs_and_never_follows_a_symlink(scratch):
     finally:
         os.close(fd)
     index = PathIndex([Layer(str(scratch / "l0"))])
-    assert index.layer_has_dir(0, DEEP)
-    assert index.layer_has_dir(0, DEEP + b"/real")
-    assert not index.layer_has_dir(0, DEEP + b"/link")
-    assert not index.layer_has_dir(0, DEEP + b"/link/real")
-    assert not index.layer_has_dir(0, DEEP + b"/missing")
+    assert index.views[0].has_dir(DEEP)
+    assert index.views[0].has_dir(DEEP + b"/real")
+    assert not index.views[0].has_dir(DEEP + b"/link")
+    assert not index.views[0].has_dir(DEEP + b"/link/real")
+    assert not index.views[0].has_dir(DEEP + b"/missing")
 
 
 def test_probe_path_walks_deep_dirs_and_sees_their_markers(scratch):
@@ -102,7 +102,7 @@ def test_override_stat_of_a_deep_entry_is_applied(scratch):
         os.close(fd)
     os.setxattr(root, OVERRIDE_STAT_XATTR, b"0:0:0755")  # the layer uses override_stat
     index = PathIndex([Layer(str(root))])
-    st = index.layer_stat(0, DEEP + b"/file")
+    st = index.views[0].stat(DEEP + b"/file")
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1001, 0o640)
     node = index.resolve(DEEP + b"/file")
     assert node is not None and (node.uid, node.gid, node.mode & 0o7777) == (1000, 1001, 0o640)

@@ -13,7 +13,7 @@ range requests on first open:
   sparse regular files (written by the unpacker's own LayerWriter), in
   ``<cache>/lazy/``;
 - :mod:`.content`: fetching a file's data on first open (the
-  :data:`layerfs.layer.CONTENT_KEY` hook of the FUSE ops);
+  :class:`layerfs.layer.ContentSource` of the FUSE ops);
 - :mod:`.open`: which layers can be lazy, and the image as mountable layers;
 - :mod:`.background`: the layers pulled whole behind the live mount.
 

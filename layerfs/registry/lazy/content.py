@@ -1,6 +1,6 @@
 """Fetching a lazy layer's file data on first open, with HTTP range requests.
 
-:meth:`LazyContent.ensure` is the :data:`layerfs.layer.CONTENT_KEY` hook the
+:meth:`LazyContent.ensure` is the :class:`layerfs.layer.ContentSource` the
 FUSE ``open`` calls (in a worker thread) before opening the backing file. The
 first open of a file fetches its byte range of the blob, decodes it (zstd
 frames for zstd:chunked), checks its size and, where the format has one, its

@@ -14,8 +14,7 @@ import threading
 
 from ...images import Image
 from ...images.plan import layer_label
-from ...layer import CONTENT_KEY, Layer
-from ...sidecar import SIDECAR_KEY
+from ...layer import Layer, LayerFacts
 from ...unpack import LayerCache
 from ..client import RegistryClient
 from ..progress import PullProgress
@@ -39,8 +38,8 @@ def open_lazy(ref: Reference, options: RemoteOptions, cache: LayerCache, *,
     layers = fetcher.run(max(1, options.jobs), cancel)
     cache.record_image(SOURCE_SCHEME + image.name, image.manifest.digest,
                        [layer.chain_id for layer in layers],
-                       lazy_blobs=[layer.extra["blob_digest"] for layer in layers
-                                   if "lazy" in layer.extra])
+                       lazy_blobs=[layer.facts.blob_digest for layer in layers
+                                   if layer.facts.lazy])
     pending = None
     if fetcher.deferred:
         background_cancel = threading.Event()
@@ -79,9 +78,9 @@ class LazyFetcher(LayerFetcher):
         label = layer_label(layer.position, layer.diff_id)
         return Layer(root=str(self.cache.layer(chain).root), label=label,
                      diff_id=layer.diff_id, chain_id=chain, created_by=layer.created_by,
-                     extra={"blob_digest": layer.digest, "blob_size": layer.size,
-                            "media_type": layer.media_type, "registry": self.image.name,
-                            "pending": True})
+                     facts=LayerFacts(blob_digest=layer.digest, blob_size=layer.size,
+                                      media_type=layer.media_type, registry=self.image.name,
+                                      pending=True))
 
     def _lazy(self, layer: RemoteLayer) -> Layer | None:
         """The layer mounted from its table of contents (None if it has none after all)."""
@@ -100,9 +99,8 @@ class LazyFetcher(LayerFetcher):
             return None
         row.set("lazy")
         content = LazyContent(self.client, lazy, label)
-        extra = {SIDECAR_KEY: str(lazy.sidecar_path), CONTENT_KEY: content,
-                 "lazy": content.kind, "blob_digest": layer.digest,
-                 "blob_size": layer.size, "media_type": layer.media_type,
-                 "registry": self.image.name}
+        facts = LayerFacts(lazy=content.kind, blob_digest=layer.digest, blob_size=layer.size,
+                           media_type=layer.media_type, registry=self.image.name)
         return Layer(root=str(lazy.root), label=label, diff_id=layer.diff_id,
-                     chain_id=chain, created_by=layer.created_by, extra=extra)
+                     chain_id=chain, created_by=layer.created_by,
+                     sidecar=str(lazy.sidecar_path), content=content, facts=facts)
