@@ -115,6 +115,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from .explore.cli import register as register_explore
     register_explore(commands)
+    from .browse.cli import register as register_browse
+    register_browse(commands)
     return parser
 
 
