@@ -108,13 +108,14 @@ class BrowseApp(App[int]):
         table.add_column("#", key="index")
         table.add_column("Size", key="size")
         table.add_column("Entries", key="entries")
-        table.add_column("DiffID", key="diff_id")
         table.add_column("Command", key="command")
+        table.add_column("DiffID", key="diff_id")
         two = len(self.sides) == 2
         for row in self.layer_rows:
             label = row.index if not two or row.position == COMPARE else "AB"[row.side] + row.index
-            table.add_row(label, _size(row.size), _count(row.entries), row.short_id or "-",
-                          one_line(row.created_by, 200) or "-", key=_key(row.side, row.position))
+            table.add_row(label, _size(row.size), _count(row.entries),
+                          one_line(row.created_by, 40) or "-", row.short_id or "-",
+                          key=_key(row.side, row.position))
         # Start where the whole image shows: the top layer (or A -> B).
         start = 0 if two else len(self.layer_rows) - 1
         table.move_cursor(row=start)
@@ -149,8 +150,17 @@ class BrowseApp(App[int]):
         self.rows.only_changes = False
         self.marks_ready = False
         tree_pane.show(self.rows, path)
+        tree_pane.border_title = self._tree_title(view, row)
         self._status()
         self._compute_marks(view, path)
+
+    def _tree_title(self, view: View, row: LayerRow) -> str:
+        if view.position == COMPARE:
+            return f"Tree of B, marked by what differs from A: {self._compare_title()}"
+        who = f"{self.sides[view.side].name} " if len(self.sides) == 2 else ""
+        what = "changes up to it" if view.aggregated else "its changes"
+        title = f"Tree of {who}as of layer {view.position + 1}, marked by {what}"
+        return escape(title + (f": {one_line(row.created_by, 100)}" if row.created_by else ""))
 
     @work(thread=True, exclusive=True, group="marks")
     def _compute_marks(self, view: View, path: bytes | None) -> None:

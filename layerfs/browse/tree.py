@@ -212,7 +212,10 @@ class FileTree(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if self.model is None:
             return
-        number = int(self.scroll_offset.y) + event.y
+        offset = event.get_content_offset(self)
+        if offset is None:  # on the border or a scrollbar
+            return
+        number = int(self.scroll_offset.y) + offset.y
         if number >= len(self.model.rows):
             return
         if number == self.cursor or event.chain > 1:
