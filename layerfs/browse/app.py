@@ -75,6 +75,7 @@ class BrowseApp(App[int]):
         if len(self.sides) == 2:
             self.layer_rows.insert(0, LayerRow(1, COMPARE, created_by=self._compare_title()))
         self.aggregated = False
+        self.only_changes = False
         self.view: View | None = None
         self.rows: TreeRows | None = None
         self.marks_ready = False
@@ -147,7 +148,7 @@ class BrowseApp(App[int]):
             return
         if self.query_one("#filter", Input).value:
             self.rows.filter = self.query_one("#filter", Input).value
-        self.rows.only_changes = False
+        self.rows.only_changes = self.only_changes
         self.marks_ready = False
         tree_pane.show(self.rows, path)
         tree_pane.border_title = self._tree_title(view, row)
@@ -201,7 +202,8 @@ class BrowseApp(App[int]):
             return
         tree_pane = self.query_one(FileTree)
         current = tree_pane.current
-        self.rows.set_only_changes(not self.rows.only_changes)
+        self.only_changes = not self.only_changes
+        self.rows.set_only_changes(self.only_changes)
         tree_pane.show(self.rows, current.path if current is not None else None)
         self._status()
 
