@@ -124,7 +124,7 @@ def main() -> int:
     Explainer(index).explain(probe)
     _figure("which, in process: index + one path", time.monotonic() - began)
     command = [sys.executable, "-m", "layerfs", "which", "--format", "layer-dirs",
-               synthetic.root, "/" + PROBE_PATH]
+               os.path.dirname(layers[0]), "/" + PROBE_PATH]
     began = time.monotonic()
     subprocess.run(command, cwd=REPO, capture_output=True, check=False)
     _figure("which, the command (with Python's start)", time.monotonic() - began)

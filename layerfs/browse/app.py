@@ -114,6 +114,10 @@ class BrowseApp(App[int]):
         two = len(self.sides) == 2
         for row in self.layer_rows:
             label = row.index if not two or row.position == COMPARE else "AB"[row.side] + row.index
+            if row.position == COMPARE:
+                table.add_row(label, "", "", one_line(row.created_by, 40), "",
+                              key=_key(row.side, row.position))
+                continue
             table.add_row(label, _size(row.size), _count(row.entries),
                           one_line(row.created_by, 40) or "-", row.short_id or "-",
                           key=_key(row.side, row.position))
