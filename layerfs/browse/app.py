@@ -10,6 +10,8 @@ so the UI answers at once; the model (:mod:`layerfs.browse.model`) does the work
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.markup import escape
 from rich.text import Text
 from textual import work
@@ -17,7 +19,6 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Input, Static
-from textual.worker import get_current_worker
 
 from ..errors import LayerfsError
 from ..explore import usage
@@ -27,8 +28,12 @@ from ..explore.provenance import WHITEOUT, type_name
 from ..explore.render import human_size, mode_text, one_line, shown_path
 from ..explore.which import describe_hider
 from . import model
+from .background import Background
 from .model import COMPARE, Facts, LayerRow, Marks, Stacks, TreeRows, View
 from .tree import MARK_STYLES, FileTree
+
+DEBOUNCE = 0.12
+"""Seconds a selection, a cursor or a filter must rest before its slow question is asked."""
 
 _STATE_STYLES = {"provides": "green", "merged": "cyan", "shadowed": "yellow", "hidden": "red",
                  WHITEOUT: "magenta"}
@@ -83,6 +88,7 @@ class BrowseApp(App[int]):
         self.usage: list[usage.Report | None] = [None] * len(self.sides)
         self.pending_path: bytes | None = None
         self.message = ""
+        self.background = Background([stacks.image for stacks in self.sides])
 
     def _compare_title(self) -> str:
         return f"{self.sides[0].name} → {self.sides[1].name}  (diff A B)"
@@ -167,23 +173,18 @@ class BrowseApp(App[int]):
         title = f"Tree of {who}as of layer {view.position + 1}, marked by {what}"
         return escape(title + (f": {one_line(row.created_by, 100)}" if row.created_by else ""))
 
-    @work(thread=True, exclusive=True, group="marks")
-    def _compute_marks(self, view: View, path: bytes | None) -> None:
-        worker = get_current_worker()
-        marks = Marks()
+    @work(exclusive=True, group="marks")
+    async def _compute_marks(self, view: View, path: bytes | None) -> None:
+        await asyncio.sleep(DEBOUNCE)  # a newer selection cancels this one meanwhile
         try:
-            for change in model.changes_of(self.sides, view):
-                if worker.is_cancelled:
-                    return
-                marks.add(change)
-        except LayerfsError as exc:
-            self.call_from_thread(self._error, exc)
+            marks = await asyncio.wrap_future(self.background.marks(view))
+        except Exception as exc:  # a layer that cannot be read (from the other process)
+            self._error(exc)
             return
-        if not worker.is_cancelled:
-            self.call_from_thread(self._marks_ready, view, marks, path)
+        self._marks_ready(view, marks, path)
 
     def _marks_ready(self, view: View, marks: Marks, path: bytes | None) -> None:
-        if view != self.view or self.rows is None:
+        if view != self.view or self.rows is None or self._gone():
             return
         tree_pane = self.query_one(FileTree)
         current = tree_pane.current
@@ -245,18 +246,20 @@ class BrowseApp(App[int]):
         self._status()
         self._find(self.rows, text)
 
-    @work(thread=True, exclusive=True, group="filter")
-    def _find(self, rows: TreeRows, text: str) -> None:
+    @work(exclusive=True, group="filter")
+    async def _find(self, rows: TreeRows, text: str) -> None:
+        await asyncio.sleep(DEBOUNCE)  # the next key typed cancels this one meanwhile
+        assert self.view is not None
+        removed = {parent: list(names) for parent, names in rows.marks.removed.items()}
         try:
-            found = model.find(rows.tree, rows.marks, text)
-        except LayerfsError as exc:
-            self.call_from_thread(self._error, exc)
+            found = await asyncio.wrap_future(self.background.find(self.view, removed, text))
+        except Exception as exc:  # a layer that cannot be read (from the other process)
+            self._error(exc)
             return
-        if not get_current_worker().is_cancelled:
-            self.call_from_thread(self._found, rows, text, found)
+        self._found(rows, text, found)
 
     def _found(self, rows: TreeRows, text: str, found: tuple[set[bytes], set[bytes]]) -> None:
-        if rows is not self.rows or rows.filter != text:
+        if rows is not self.rows or rows.filter != text or self._gone():
             return
         rows.set_filter(text, found)
         self.query_one(FileTree).show(rows)
@@ -270,22 +273,24 @@ class BrowseApp(App[int]):
             return
         self._facts(self.rows, event.row)
 
-    @work(thread=True, exclusive=True, group="facts")
-    def _facts(self, rows: TreeRows, row: model.Row) -> None:
+    @work(exclusive=True, group="facts")
+    async def _facts(self, rows: TreeRows, row: model.Row) -> None:
+        await asyncio.sleep(DEBOUNCE / 2)  # the cursor moving on cancels this one
         try:
-            found = model.facts(rows.tree, row)
+            found = await asyncio.to_thread(model.facts, rows.tree, row)
         except (LayerfsError, OSError) as exc:
-            self.call_from_thread(self._show_facts_error, row, exc)
+            self._show_facts_error(row, exc)
             return
-        if not get_current_worker().is_cancelled:
-            self.call_from_thread(self._show_facts, rows, found)
+        self._show_facts(rows, found)
 
     def _show_facts_error(self, row: model.Row, exc: Exception) -> None:
+        if self._gone():
+            return
         self.query_one("#facts", Static).update(
             Text(f"{shown_path(row.path)}\n{exc}", style="red"))
 
     def _show_facts(self, rows: TreeRows, facts: Facts) -> None:
-        if rows is not self.rows:
+        if rows is not self.rows or self._gone():
             return
         self.query_one("#facts", Static).update(self._facts_text(facts))
 
@@ -358,32 +363,34 @@ class BrowseApp(App[int]):
 
     # -- figures in the background -------------------------------------------------------------
 
-    @work(thread=True, group="survey")
-    def _survey(self) -> None:
-        for side, stacks in enumerate(self.sides):
-            rows = [r for r in self.layer_rows if r.side == side and r.position != COMPARE]
-            for row in rows:
-                try:
-                    model.survey(stacks.image, [row])
-                except OSError:
-                    continue
-                self.call_from_thread(self._surveyed, row)
+    @work(group="survey")
+    async def _survey(self) -> None:
+        for row in self.layer_rows:
+            if row.position == COMPARE or row.entries is not None:
+                continue
+            try:
+                info = await asyncio.wrap_future(self.background.survey(row.side, row.position))
+            except OSError:
+                continue
+            model.apply_survey(row, info)
+            self._surveyed(row)
 
     def _surveyed(self, row: LayerRow) -> None:
+        if self._gone():
+            return
         table = self.query_one(LayerTable)
         key = _key(row.side, row.position)
         table.update_cell(key, "size", _size(row.size))
         table.update_cell(key, "entries", _count(row.entries))
 
-    @work(thread=True, group="usage")
-    def _measure(self, side: int) -> None:
-        stacks = self.sides[side]
+    @work(group="usage")
+    async def _measure(self, side: int) -> None:
         try:
-            report = usage.measure(stacks.as_of(stacks.top))
-        except LayerfsError as exc:
-            self.call_from_thread(self._error, exc)
+            report = await asyncio.wrap_future(self.background.measure(side))
+        except Exception as exc:  # a layer that cannot be read (from the other process)
+            self._error(exc)
             return
-        self.call_from_thread(self._measured, side, report)
+        self._measured(side, report)
 
     def _measured(self, side: int, report: usage.Report) -> None:
         self.usage[side] = report
@@ -391,7 +398,13 @@ class BrowseApp(App[int]):
 
     # -- status, panes, errors -------------------------------------------------------------------
 
+    def _gone(self) -> bool:
+        """Whether the widgets are gone (an answer arriving as the user quits)."""
+        return not self.screen_stack or not self.screen.query("#status")
+
     def _status(self) -> None:
+        if self._gone():
+            return
         parts = []
         for side in range(len(self.sides)):
             report = self.usage[side]
@@ -432,6 +445,9 @@ class BrowseApp(App[int]):
 
     def action_quit_browser(self) -> None:
         self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.background.close()
 
 
 def _key(side: int, position: int) -> str:

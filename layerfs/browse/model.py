@@ -74,15 +74,19 @@ def layer_rows(image: Image, side: int = 0) -> list[LayerRow]:
     return rows
 
 
+def apply_survey(row: LayerRow, info: dict) -> None:
+    """Fill in a layer's size and entries from :func:`~layerfs.unpack.survey.survey_dir`,
+    as ``inspect`` does for a layer the cache has no record of."""
+    row.entries = info["entries"]
+    if row.size is None:
+        row.size = info["file_bytes"]
+
+
 def survey(image: Image, rows: list[LayerRow]) -> None:
-    """Fill in the sizes and entry counts of layers the cache did not record, as
-    ``inspect`` does: by walking the layer directory (slow: run it in the background)."""
+    """Walk the layers the cache did not record (slow: the browser does it elsewhere)."""
     for row in rows:
         if row.entries is None and row.position != COMPARE:
-            info = survey_dir(image.layers[row.position].root)
-            row.entries = info["entries"]
-            if row.size is None:
-                row.size = info["file_bytes"]
+            apply_survey(row, survey_dir(image.layers[row.position].root))
 
 
 # -- the trees of an image ------------------------------------------------------------
