@@ -83,7 +83,7 @@ def survey(root: str) -> dict:
 
 
 def _lower_priority() -> None:
-    os.nice(5)  # the UI's process comes first on a busy machine
+    os.nice(5)  # the figures wait: the UI and the marks come first on a busy machine
 
 
 def _submit(pool, function, *args) -> Future:
@@ -106,7 +106,7 @@ class Background:
     def __init__(self, images: list[Image]) -> None:
         self.sides = tuple(tuple(portable(layer) for layer in image.layers) for image in images)
         context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        self._asked = context.Pool(1, initializer=_lower_priority)
+        self._asked = context.Pool(1)
         self._figures = context.Pool(1, initializer=_lower_priority)
 
     def marks(self, view: View) -> Future:
