@@ -19,16 +19,16 @@ import os
 from concurrent.futures import Future
 
 from ..explore import usage
-from ..explore.diff import TreeDiff
 from ..images import Image
-from ..index import PathIndex
 from ..layer import Layer
 from ..unpack.survey import survey_dir
 from . import model
-from .model import COMPARE, View
+from .model import Stacks, View
 
-_trees: dict[tuple[str, ...], PathIndex] = {}
-"""The trees read so far in this (the background) process."""
+_read: dict[tuple, list[Stacks]] = {}
+"""The images' trees read so far in this (the background) process, by layer roots."""
+
+Sides = tuple[tuple[Layer, ...], ...]
 
 
 def portable(layer: Layer) -> Layer:
@@ -41,41 +41,30 @@ def portable(layer: Layer) -> Layer:
                  upper=layer.upper)
 
 
-def _tree(layers: tuple[Layer, ...]) -> PathIndex:
-    key = tuple(layer.root for layer in layers)
-    tree = _trees.get(key)
-    if tree is None:
-        tree = _trees[key] = PathIndex(list(layers))
-    return tree
+def _stacks(sides: Sides) -> list[Stacks]:
+    key = tuple(tuple(layer.root for layer in side) for side in sides)
+    if key not in _read:
+        _read[key] = [Stacks(Image(layers=list(side)), "") for side in sides]
+    return _read[key]
 
 
-def _prefix(layers: tuple[Layer, ...], position: int) -> tuple[Layer, ...]:
-    return layers[:position + 1]
+def marks(sides: Sides, view: View) -> model.Marks:
+    """The marks of ``view`` (:func:`model.changes_of`)."""
+    return model.Marks(model.changes_of(_stacks(sides), view))
 
 
-def marks(sides: tuple[tuple[Layer, ...], ...], view: View) -> model.Marks:
-    """The marks of ``view``: what :func:`model.changes_of` gives, computed here."""
-    if view.position == COMPARE:
-        a, b = sides
-        return model.Marks(TreeDiff(_tree(a), _tree(b)).changes())
-    layers = sides[view.side]
-    before = None
-    if view.position > 0:
-        before = _tree(_prefix(layers, 0 if view.aggregated else view.position - 1))
-    return model.Marks(TreeDiff(before, _tree(_prefix(layers, view.position))).changes())
-
-
-def find(layers: tuple[Layer, ...], removed: dict[bytes, list[bytes]],
+def find(sides: Sides, view: View, removed: dict[bytes, list[bytes]],
          text: str) -> tuple[set[bytes], set[bytes]]:
-    """What :func:`model.find` gives for the tree of ``layers``; ``removed``: the names
-    the view removed, by directory."""
+    """:func:`model.find` over the view's tree; ``removed``: the names the view removed,
+    by directory (the view's marks, but for what the filter needs of them)."""
     marks = model.Marks()
     marks.removed = {parent: dict.fromkeys(names) for parent, names in removed.items()}  # type: ignore[misc]
-    return model.find(_tree(layers), marks, text)
+    return model.find(model.tree_of(_stacks(sides), view), marks, text)
 
 
-def measure(layers: tuple[Layer, ...]) -> usage.Report:
-    return usage.measure(_tree(layers))
+def measure(sides: Sides, side: int) -> usage.Report:
+    stacks = _stacks(sides)[side]
+    return usage.measure(stacks.as_of(stacks.top))
 
 
 def survey(root: str) -> dict:
@@ -113,14 +102,10 @@ class Background:
         return _submit(self._asked, marks, self.sides, view)
 
     def find(self, view: View, removed: dict[bytes, list[bytes]], text: str) -> Future:
-        if view.position == COMPARE:
-            layers = self.sides[1]
-        else:
-            layers = _prefix(self.sides[view.side], view.position)
-        return _submit(self._asked, find, layers, removed, text)
+        return _submit(self._asked, find, self.sides, view, removed, text)
 
     def measure(self, side: int) -> Future:
-        return _submit(self._figures, measure, self.sides[side])
+        return _submit(self._figures, measure, self.sides, side)
 
     def survey(self, side: int, position: int) -> Future:
         return _submit(self._figures, survey, self.sides[side][position].root)
