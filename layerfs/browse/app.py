@@ -190,10 +190,9 @@ class BrowseApp(App[int]):
         current = tree_pane.current
         self.rows.marks = marks
         self.marks_ready = True
-        if self.rows.filter:
+        self.rows.rebuild()
+        if self.rows.filter:  # the removed entries may match too: search again
             self._apply_filter(self.rows.filter)
-        else:
-            self.rows.rebuild()
         tree_pane.show(self.rows, current.path if current is not None else path)
         self._status()
 

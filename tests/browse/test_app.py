@@ -369,3 +369,21 @@ def test_cli_bad_image_is_one_line(bad: str) -> None:
 
     result = run_layerfs("browse", bad)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_filter_stays_across_layers(stack_image: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(str(stack_image))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+f", *"old", "enter")
+            await settle(pilot)
+            assert shown_paths(app) == []  # /opq/old is gone by the top layer
+            await select_layer(pilot, 1)  # ... removed by layer 2's opaque /opq
+            assert shown_paths(app) == ["/opq", "/opq/old"]
+            assert shown_marks(app) == {"/opq": "O", "/opq/old": "D"}
+            await select_layer(pilot, 0)
+            assert shown_paths(app) == ["/opq", "/opq/old"]
+            assert shown_marks(app) == {"/opq": "A", "/opq/old": "A"}
+
+    run(scenario())

@@ -38,7 +38,7 @@ def _capture(session: str, socket: str) -> str:
     return _tmux("capture-pane", "-p", "-t", session, socket=socket).stdout
 
 
-def _wait_for(session: str, socket: str, wanted: list[str], timeout: float = 30) -> str:
+def _wait_for(session: str, socket: str, wanted: list[str], timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < deadline:
@@ -88,6 +88,6 @@ def test_layer_commands_in_tmux(umoci_layout: Path, cache_dir: Path, tmp_path: P
     try:
         _start(command, socket, session)
         _wait_for(session, socket, ["base files", "edit things", "opaque data", "data/",
-                                    "etc/", "new/", "efficiency"], timeout=60)
+                                    "etc/", "new/", "efficiency"])
     finally:
         _tmux("kill-server", socket=socket)
