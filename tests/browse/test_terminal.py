@@ -25,13 +25,22 @@ def _tmux(*args: str, socket: str) -> subprocess.CompletedProcess:
                           timeout=30)
 
 
-def _start(command: str, socket: str, session: str) -> None:
-    """A detached session of 160x45 running ``command`` on a private tmux server."""
+def _start(command: str, socket: str, session: str, scratch: Path) -> None:
+    """A detached session of 160x45 running ``command`` on a private tmux server; the
+    command starts once the window has that size (tmux may make it 80x24 first)."""
+    go = scratch / "go"
+    # COLUMNS/LINES from the test's environment would override the terminal's size.
+    waiting = f"while [ ! -e {go} ]; do sleep 0.05; done; unset COLUMNS LINES; {command}"
     started = subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", "new-session", "-d",
                               "-s", session, "-x", "160", "-y", "45", "-e",
-                              "TERM=xterm-256color", "sh", "-c", command],
+                              "TERM=xterm-256color", "sh", "-c", waiting],
                              capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stderr
+    _tmux("resize-window", "-t", session, "-x", "160", "-y", "45", socket=socket)
+    size = _tmux("display-message", "-p", "-t", session, "#{window_width}x#{window_height}",
+                 socket=socket).stdout.strip()
+    assert size == "160x45", size
+    go.touch()
 
 
 def _capture(session: str, socket: str) -> str:
@@ -57,10 +66,11 @@ def test_browse_in_tmux(stack_image: Path, tmp_path: Path) -> None:
     command = (f"cd {REPO_ROOT} && PYTHONPATH={env.get('PYTHONPATH', '')} {sys.executable} "
                f"-m layerfs browse {stack_image}; echo $? > {status}; sleep 60")
     try:
-        _start(command, socket, session)
-        # The layers, the tree's top names, the status line, the help line.
-        _wait_for(session, socket, ["Layers", "bin/", "etc/", "opq/", "swap",
-                                             "efficiency", "quit"])
+        _start(command, socket, session, tmp_path)
+        # The layers, the tree's top names, the status line, the help line; and once
+        # the top layer's marks are in, /copy, which its whiteout removed.
+        _wait_for(session, socket, ["Layers", "bin/", "etc/", "opq/", "swap", "efficiency",
+                                    "quit", "removed (dir, 2 entries) by whiteout"])
         # Expand /etc: its names appear, with the marks of the top layer.
         for _ in range(2):
             _tmux("send-keys", "-t", session, "j", socket=socket)
@@ -86,7 +96,7 @@ def test_layer_commands_in_tmux(umoci_layout: Path, cache_dir: Path, tmp_path: P
     command = (f"cd {REPO_ROOT} && PYTHONPATH={env.get('PYTHONPATH', '')} {sys.executable} "
                f"-m layerfs browse --cache-dir {cache_dir} {umoci_layout}:v3; sleep 60")
     try:
-        _start(command, socket, session)
+        _start(command, socket, session, tmp_path)
         _wait_for(session, socket, ["base files", "edit things", "opaque data", "data/",
                                     "etc/", "new/", "efficiency"])
     finally:
