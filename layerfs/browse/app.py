@@ -364,11 +364,12 @@ class BrowseApp(App[int]):
 
     @work(group="survey")
     async def _survey(self) -> None:
-        for row in self.layer_rows:
-            if row.position == COMPARE or row.entries is not None:
-                continue
+        # All asked at once, so they are answered before the usage walk queued after them.
+        asked = [(row, self.background.survey(row.side, row.position))
+                 for row in self.layer_rows if row.position != COMPARE and row.entries is None]
+        for row, future in asked:
             try:
-                info = await asyncio.wrap_future(self.background.survey(row.side, row.position))
+                info = await asyncio.wrap_future(future)
             except OSError:
                 continue
             model.apply_survey(row, info)
