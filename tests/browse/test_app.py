@@ -387,3 +387,16 @@ def test_filter_stays_across_layers(stack_image: Path) -> None:
             assert shown_marks(app) == {"/opq": "A", "/opq/old": "A"}
 
     run(scenario())
+
+
+def test_keys_type_into_the_filter(stack_image: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(str(stack_image))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+f", "q", "p", "j", "space")
+            assert app.query_one("#filter").value == "qpj " and app.is_running
+            await pilot.press("escape", "q")
+        assert app.return_value == 0
+
+    run(scenario())
