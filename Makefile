@@ -5,7 +5,7 @@ VENV ?= .venv
 RUN_PACKAGES = fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
 # What the tests build images with and compare against (and a registry to pull from).
 TEST_PACKAGES = attr fuse-overlayfs uidmap umoci skopeo docker.io containerd podman docker-registry \
-                apache2-utils openssl
+                apache2-utils openssl tmux
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # `make install`: the commands on PATH, as symlinks into the venv (the checkout stays

@@ -149,6 +149,8 @@ def _build_parser() -> argparse.ArgumentParser:
     register_rootless(commands)
     for module in (images_command, mounts_command, export_command, files_command, clidocs):
         module.register(commands)
+    from .browse.cli import register as register_browse
+    register_browse(commands)
     return parser
 
 
