@@ -14,6 +14,7 @@ when the user quits).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import Future
@@ -32,13 +33,9 @@ Sides = tuple[tuple[Layer, ...], ...]
 
 
 def portable(layer: Layer) -> Layer:
-    """``layer`` as another process can take it: only plain facts in ``extra`` (a lazy
-    layer's fetcher stays behind; its files are read as they are on disk)."""
-    extra = {key: value for key, value in layer.extra.items()
-             if isinstance(value, (str, int, float, bool, type(None)))}
-    return Layer(root=layer.root, label=layer.label, diff_id=layer.diff_id,
-                 chain_id=layer.chain_id, created_by=layer.created_by, extra=extra,
-                 upper=layer.upper)
+    """``layer`` as another process can take it: its plain facts, without a lazy
+    layer's fetcher (its files are read as they are on disk)."""
+    return dataclasses.replace(layer, content=None)
 
 
 def _stacks(sides: Sides) -> list[Stacks]:

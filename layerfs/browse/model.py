@@ -70,7 +70,7 @@ def layer_rows(image: Image, side: int = 0) -> list[LayerRow]:
     rows = []
     for position, layer in enumerate(image.layers):
         rows.append(LayerRow(side, position, layer.diff_id, layer.created_by,
-                             layer.extra.get("diff_size"), layer.extra.get("entries")))
+                             layer.facts.diff_size, layer.facts.entries))
     return rows
 
 
