@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
-                            "allow_other, squash_to_root, squash_to_uid=N, squash_to_gid=N, "
+                            "allow_other, noxattrs, squash_to_root, squash_to_uid=N, squash_to_gid=N, "
                             "uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
                             "mount options (ro, nodev, ...) are accepted")
     mount.add_argument("--as-me", action="store_true",
@@ -227,7 +227,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         ids = build_id_map(options.ids, as_me=args.as_me)  # rootless: owners shown
         serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
               debug=args.debug, log_file=args.log, upper=upper,
-              engine=args.engine or options.engine, ids=ids,
+              engine=args.engine or options.engine, ids=ids, xattrs=options.xattrs,
               fsname=mount_source(args.image))
     except BaseException:
         if os.getpid() == launcher:  # not the daemon: the mount never went live

@@ -146,8 +146,11 @@ class LayerOperations:
                  upper: Upper | None = None,
                  after_init: Callable[[], None] | None = None,
                  zero_message_opens: bool = False,
-                 cached_files: int = DEFAULT_CACHED, ids: IdMap = IDENTITY) -> None:
+                 cached_files: int = DEFAULT_CACHED, ids: IdMap = IDENTITY,
+                 xattrs: bool = True) -> None:
         self.ids = ids  # idmap: stored owners <-> shown owners (layerfs/idmap.py)
+        self.xattrs = xattrs
+        """False (-o noxattrs): every xattr request is ENOSYS, and the kernel stops asking."""
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
@@ -337,11 +340,18 @@ class LayerOperations:
 
     @_request
     async def getxattr(self, ino: int, name: bytes, ctx: Context) -> bytes:
+        self._xattrs_served()
         return self.index.get_xattr(self._node(ino), name)
 
     @_request
     async def listxattr(self, ino: int, ctx: Context) -> list[bytes]:
+        self._xattrs_served()
         return self.index.list_xattrs(self._node(ino))
+
+    def _xattrs_served(self) -> None:
+        if not self.xattrs:
+            # The kernel then answers EOPNOTSUPP itself, with no round trip again.
+            raise FUSEError(errno.ENOSYS)
 
     # -- directories -----------------------------------------------------------
 
@@ -660,6 +670,7 @@ class LayerOperations:
     @_request
     async def setxattr(self, ino: int, name: bytes, value: bytes, flags: int,
                        ctx: Context) -> None:
+        self._xattrs_served()
         upper = self._writable()
         node = self._node(ino)
         if flags & (_XATTR_CREATE | _XATTR_REPLACE):
@@ -678,6 +689,7 @@ class LayerOperations:
 
     @_request
     async def removexattr(self, ino: int, name: bytes, ctx: Context) -> None:
+        self._xattrs_served()
         upper = self._writable()
         node = self._node(ino)
         await self._change(upper.removexattr, node, name, slow=upper.needs_data_copy(node))

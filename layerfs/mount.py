@@ -201,7 +201,7 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
           debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
           subtype: str = "layerfs", engine: str | None = None,
-          ids: IdMap = IDENTITY) -> None:
+          ids: IdMap = IDENTITY, xattrs: bool = True) -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
     writable through ``upper`` if given; on the FUSE engine named ``engine``
     (None: $LAYERFS_ENGINE, else the default). A deferred index is completed
@@ -213,7 +213,8 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
     after_init = (lambda: tune_readahead(resolved)) if os.geteuid() == 0 else None
     ops = LayerOperations(index, debug=debug, upper=upper, after_init=after_init,
                           zero_message_opens=fuse.zero_message_opens,
-                          ids=ids)  # idmap: owners shown through the mount
+                          ids=ids,  # idmap: owners shown through the mount
+                          xattrs=xattrs)
     with ExitStack() as cleanup:
         ops.open_layers()
         cleanup.callback(ops.close_layers)

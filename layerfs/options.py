@@ -45,6 +45,9 @@ class MountOptions:
     """Skip every sync to the upper dir (the kernel's ``volatile``)."""
     engine: str | None = None
     """The FUSE engine to serve with (``engine=native|pyfuse3``), None for the default."""
+    xattrs: bool = True
+    """False with ``noxattrs`` (fuse-overlayfs's name): xattr requests are answered
+    ENOSYS, so the kernel stops asking (``ls -l`` asks for two on every entry)."""
     ids: dict[str, str | None] = field(default_factory=dict)
     """Owner options (squash_to_*, uidmapping=, gidmapping=): see layerfs/idmap.py."""
 
@@ -104,6 +107,8 @@ def parse_options(strings: list[str]) -> MountOptions:
                 options.engine = value
             elif key in ("ro", "rw") and not has_value:
                 options.read_only = key == "ro"
+            elif key == "noxattrs" and value in ("", "1"):
+                options.xattrs = False
             elif key in ("userxattr", "volatile") and not has_value:
                 setattr(options, key, True)
             elif key in ID_KEYS and has_value or key in ID_FLAGS and not has_value:

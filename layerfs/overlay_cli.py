@@ -137,7 +137,7 @@ def run(argv: list[str]) -> int:
         fuse.add("allow_other")
     serve(index, mountpoint, extra_options=fuse, foreground=args.foreground, debug=args.debug,
           fsname=source, upper=upper, subtype=PROG, engine=options.engine,
-          ids=build_id_map(options.ids))
+          ids=build_id_map(options.ids), xattrs=options.xattrs)
     return 0
 
 

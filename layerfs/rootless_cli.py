@@ -199,7 +199,7 @@ def _daemon(session: Session) -> None:
         serve(index, session.mountpoint, extra_options=options.fuse, foreground=True,
               debug=session.debug, log_file=session.log or (None if session.debug
                                                             else os.devnull),
-              upper=upper, ids=session.ids)
+              upper=upper, ids=session.ids, xattrs=options.xattrs)
         code = 0
     except LayerfsError as exc:
         print(f"layerfs: {exc}", file=sys.stderr)

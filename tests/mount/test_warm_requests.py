@@ -65,3 +65,22 @@ def test_a_warm_walk_and_read_send_no_request(scratch, monkeypatch):
     assert warm == cold
     assert "OPENDIR" not in second and "OPEN" not in second
     assert not WARM_FREE & set(second), second
+
+
+def test_noxattrs_answers_the_first_xattr_request_and_no_other(scratch, monkeypatch):
+    """ls -l asks every entry for two xattrs; with -o noxattrs the kernel is told once."""
+    monkeypatch.setenv("LAYERFS_ENGINE", "native")
+    layers = _stack(scratch)
+    mountpoint = scratch / "mnt"
+    mountpoint.mkdir()
+    log = scratch / "daemon.log"
+    args = [arg for layer in layers for arg in ("--layer", str(layer))]
+    with layerfs_mounted(mountpoint, "-o", "noxattrs", "--debug", "--log", str(log), *args):
+        listing = subprocess.run(["ls", "-laR", str(mountpoint)], capture_output=True,
+                                 check=True).stdout
+        requests = _requests(log)
+        probe = subprocess.run(["getfattr", "-n", "user.layerfs.layer",
+                                str(mountpoint / "usr")], capture_output=True, text=True)
+    assert b"f2-19" in listing
+    assert requests.count("GETXATTR") <= 1, requests.count("GETXATTR")
+    assert probe.returncode != 0 and "not supported" in probe.stderr.lower()
