@@ -31,6 +31,7 @@ def daemon_log_file(mountpoint: str) -> str | None:
     name = mountpoint.strip("/").replace("/", "-") or "root"
     path = state_dir() / f"mount-{name}-{os.getpid()}.log"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)  # there once the path is said, before the daemon forks
     print(f"layerfs: no syslog here ({SYSLOG_SOCKET}); the daemon logs to {path}",
           file=sys.stderr)
     # Runs in the daemon only: the launching process leaves with os._exit.
