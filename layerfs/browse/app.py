@@ -25,8 +25,9 @@ from ..explore import usage
 from ..explore.diff import summary_line
 from ..explore.layers import layer_name
 from ..explore.provenance import WHITEOUT, type_name
-from ..explore.render import human_size, mode_text, one_line, shown_path
+from ..explore.render import mode_text, one_line, shown_path
 from ..explore.which import describe_hider
+from ..sizes import format_size
 from . import model
 from .background import Background
 from .model import COMPARE, Facts, LayerRow, Marks, Stacks, TreeRows, View
@@ -307,7 +308,7 @@ class BrowseApp(App[int]):
             text.append(f"  {type_name(node.mode)} {mode_text(node.mode)} "
                         f"{node.uid}:{node.gid}")
             if not row.is_dir:
-                text.append(f" {human_size(node.size)}")
+                text.append(f" {format_size(node.size)}")
             layer = image.layers[node.layer]
             text.append(f"\nfrom layer {layer_name(layer, node.layer)}", style="green")
             if layer.created_by:
@@ -334,7 +335,7 @@ class BrowseApp(App[int]):
             if version.state == WHITEOUT:
                 text.append(" deletes it from the layers below", style="dim")
                 continue
-            text.append(f" {version.type:<7} {human_size(version.size):>7} "
+            text.append(f" {version.type:<7} {format_size(version.size):>7} "
                         f"{mode_text(version.mode)} {version.uid}:{version.gid}")
             if version.hider is not None:
                 text.append(f"  {describe_hider(image, version.hider)}", style="dim")
@@ -413,7 +414,7 @@ class BrowseApp(App[int]):
                 parts.append(f"{who}efficiency … wasted …")
             else:
                 parts.append(f"{who}efficiency {report.efficiency * 100:.1f}%  wasted "
-                             f"{human_size(report.wasted_bytes)} ({report.wasted_percent:.1f}%)")
+                             f"{format_size(report.wasted_bytes)} ({report.wasted_percent:.1f}%)")
         if self.view is not None:
             if self.view.position == COMPARE:
                 parts.append("A → B")
@@ -455,7 +456,7 @@ def _key(side: int, position: int) -> str:
 
 
 def _size(value: int | None) -> str:
-    return "…" if value is None else human_size(value)
+    return "…" if value is None else format_size(value)
 
 
 def _count(value: int | None) -> str:

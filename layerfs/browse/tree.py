@@ -20,7 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..explore.diff import ADDED, MODIFIED, OPAQUE, REMOVED
-from ..explore.render import human_size
+from ..sizes import format_size
 from .model import Row, TreeRows
 
 MARK_STYLES = {ADDED: Style(color="green", bold=True), MODIFIED: Style(color="yellow", bold=True),
@@ -39,11 +39,11 @@ def row_text(row: Row) -> list[tuple[str, Style | None]]:
     if node is None:  # removed by the view
         assert row.change is not None
         mode, owner = "-" * 10, ""
-        size = human_size(row.change.size)
+        size = format_size(row.change.size)
     else:
         mode = stat.filemode(node.mode)
         owner = f"{node.uid}:{node.gid}"
-        size = human_size(node.size) if not row.is_dir else ""
+        size = format_size(node.size) if not row.is_dir else ""
     pieces: list[tuple[str, Style | None]] = [
         (f"{mark} ", style or _DIM), (f"{mode} {owner:>9} {size:>7}  ", _DIM if node is None else None),
         ("  " * row.depth, None),

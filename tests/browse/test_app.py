@@ -14,8 +14,8 @@ from textual.worker import WorkerState  # noqa: E402
 
 from layerfs.browse.app import BrowseApp, LayerTable  # noqa: E402
 from layerfs.browse.tree import FileTree  # noqa: E402
-from layerfs.explore.render import human_size  # noqa: E402
 from layerfs.images import open_image  # noqa: E402
+from layerfs.sizes import format_size  # noqa: E402
 from layerfs.unpack import LayerCache  # noqa: E402
 from tests.browse.conftest import run  # noqa: E402
 from tests.explore.conftest import layerfs_json  # noqa: E402
@@ -350,7 +350,7 @@ def test_status_line_has_usage_figures(stack_image: Path) -> None:
             assert round(shown.efficiency, 4) == report["efficiency"]
             assert shown.wasted_bytes == report["wasted_bytes"] > 0
             assert f"efficiency {shown.efficiency * 100:.1f}%" in status
-            assert f"wasted {human_size(report['wasted_bytes'])}" in status
+            assert f"wasted {format_size(report['wasted_bytes'])}" in status
 
     run(scenario())
 
