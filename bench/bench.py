@@ -66,8 +66,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument("--runs", type=int, help="runs per measurement (default 5; median)")
     parser.add_argument("--contenders", default="layerfs,kernel,fuse-overlayfs",
-                        help="comma-separated subset of layerfs,layerfs-pyfuse3,kernel,"
-                             "fuse-overlayfs (layerfs-pyfuse3: layerfs on the pyfuse3 engine)")
+                        help="comma-separated subset of layerfs,layerfs-pyfuse3,layerfs-noxattrs,"
+                             "kernel,fuse-overlayfs (layerfs-pyfuse3: on the pyfuse3 engine; "
+                             "layerfs-noxattrs: with -o noxattrs)")
     parser.add_argument("--phases", default=",".join(p.name for p in PHASES),
                         help="comma-separated subset of " + ",".join(p.name for p in PHASES))
     parser.add_argument("--repo", default=str(BENCH_DIR.parent),
@@ -96,6 +97,7 @@ def _contenders(args: argparse.Namespace) -> tuple[list[Contender], dict[str, st
     known: dict[str, Contender] = {
         "layerfs": Layerfs(os.path.abspath(args.repo), args.python),
         "layerfs-pyfuse3": Layerfs(os.path.abspath(args.repo), args.python, engine="pyfuse3"),
+        "layerfs-noxattrs": Layerfs(os.path.abspath(args.repo), args.python, options="noxattrs"),
         "kernel": KernelOverlay(),
         "fuse-overlayfs": FuseOverlayfs(),
     }

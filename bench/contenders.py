@@ -97,11 +97,14 @@ class Contender:
 class Layerfs(Contender):
     """layerfs from a source tree, on its default FUSE engine or on the one named."""
 
-    def __init__(self, repo: str, python: str, engine: str | None = None) -> None:
+    def __init__(self, repo: str, python: str, engine: str | None = None,
+                 options: str = "") -> None:
         self.repo = repo
         self.python = python
         self.engine = engine
-        self.name = "layerfs" if engine is None else f"layerfs-{engine}"
+        self.options = options
+        """Extra -o options (e.g. noxattrs), named in the contender's name."""
+        self.name = "-".join(["layerfs", *filter(None, [engine, options.replace(",", "-")])])
 
     def mount_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -121,8 +124,8 @@ class Layerfs(Contender):
 
     def mount_command(self, spec: MountSpec, mountpoint: str) -> list[str]:
         engine = ["--engine", self.engine] if self.engine else []
-        return [self.python, "-m", "layerfs", "mount", *engine, "-o", spec.overlay_options(),
-                mountpoint]
+        options = spec.overlay_options() + (f",{self.options}" if self.options else "")
+        return [self.python, "-m", "layerfs", "mount", *engine, "-o", options, mountpoint]
 
     def unmount_command(self, mountpoint: str) -> list[str]:
         return [self.python, "-m", "layerfs", "umount", mountpoint]
