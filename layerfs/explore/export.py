@@ -85,6 +85,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     index = PathIndex(open_for(args).layers)
     if args.output == "-":
         count, skipped = export(index, sys.stdout.buffer)
+    elif _is_stream(args.output):
+        # A device, a fifo (/dev/null, a pipe): written to, never renamed over.
+        with open(args.output, "wb") as out:
+            count, skipped = export(index, out)
     else:
         temporary = args.output + ".partial"
         try:
@@ -99,3 +103,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"layerfs export: {path}: a socket cannot be stored in a tar, skipped",
               file=sys.stderr)
     return 0
+
+
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` exists and is not a regular file (a tar goes there as is)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False

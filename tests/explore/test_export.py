@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -128,3 +129,21 @@ def test_cat_and_ls_read_without_mounting(stack_image):
     assert by_path["/bin/sh-link"]["target"] == "/bin/sh"
     assert by_path["/bin/sh-link"]["layer"]["index"] == 3
     assert by_path["/bin/sh"]["layer"]["index"] == 1 and by_path["/bin/sh"]["mode"] == 0o755
+
+
+def test_export_to_a_fifo_writes_through_it_and_leaves_it_a_fifo(stack_image, tmp_path):
+    """-o names a device or a fifo (/dev/null, a pipe): the tar goes through it; the
+    path is never replaced by a file (a .partial renamed over /dev/null was)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run(layerfs_command("export", str(stack_image), "-o", str(fifo)),
+                                env=layerfs_env(), capture_output=True, timeout=300)
+        data = reader.communicate(timeout=60)[0]
+    finally:
+        reader.kill()
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert data == export(str(stack_image), "-o", "-")
+    assert not (tmp_path / "pipe.partial").exists()
