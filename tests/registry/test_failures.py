@@ -252,30 +252,15 @@ def test_nothing_listening_fails_at_once_naming_the_reference(workdir):
 
 def test_retries_are_shown_on_a_terminal(registry, workdir):
     """stderr a terminal: each retry is one line saying when the next attempt comes."""
-    import pty
+    from tests.support.terminal import run_on_terminal
 
     faults = [Fault("/manifests/v1", 503, times=2)]
     with FaultProxy(registry.port, faults=faults) as proxy:
         ref = f"{proxy.host}/test/multi:v1"
-        master, slave = pty.openpty()
-        try:
-            result = subprocess.run(
-                [sys.executable, "-m", "layerfs", "pull", "--insecure", "--quiet",
-                 "--cache-dir", str(workdir / "cache"), ref],
-                env=layerfs_env(None), stdout=subprocess.PIPE, stderr=slave, timeout=300)
-            os.close(slave)
-            shown = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the other side is closed
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-        finally:
-            os.close(master)
-    assert result.returncode == 0, shown
+        returncode, _, shown = run_on_terminal(
+            [sys.executable, "-m", "layerfs", "pull", "--insecure", "--quiet",
+             "--cache-dir", str(workdir / "cache"), ref], env=layerfs_env(None))
+    assert returncode == 0, shown
     lines = [line for line in shown.decode().splitlines() if "retrying in" in line]
     assert len(lines) == 2, shown
     assert f"{ref}: manifest v1: 503" in lines[0] and "(retry 1 of 5)" in lines[0]
