@@ -2,7 +2,7 @@
 
 - :mod:`.reference`: ``[docker://]REGISTRY/REPO[:TAG][@DIGEST]``;
 - :mod:`.auth`: credentials (auth files, helpers) and Basic/Bearer challenges;
-- :mod:`.http`: connections, retries with backoff, redirects;
+- :mod:`.http`: HTTP on httpx, and the retry policy (backoff, Retry-After, --insecure);
 - :mod:`.client`: the distribution API of one repository (manifests, blobs);
 - :mod:`.resolve`: index -> platform manifest -> config and layers;
 - :mod:`.download`: one blob, resumable and verified;

@@ -158,7 +158,7 @@ class RegistryClient:
 def _error_detail(response: Response) -> str:
     """`` CODE: message`` from a distribution error body, if it has one."""
     try:
-        body = response.raw.read(MAX_ERROR_BODY)
+        body = response.read(MAX_ERROR_BODY)
         errors = json.loads(body).get("errors") or []
         first = errors[0]
         return f" {first.get('code', '')}: {first.get('message', '')}".rstrip(": ")

@@ -4,7 +4,8 @@ A blob being downloaded lives in ``<cache>/downloads/<alg>-<hex>.partial``.
 :class:`BlobDownload` is a readable file: it first replays the bytes already in
 the partial file (left by an interrupted pull), then asks the registry for the
 rest with ``Range: bytes=N-``, appending what arrives. A dropped connection is
-resumed the same way, with backoff, a bounded number of times in a row.
+resumed the same way, under the registry retry policy (:meth:`.http.HttpClient.retrying`:
+backoff, a bounded number of times in a row).
 
 Every byte, replayed or new, goes through the digest; at the end size and
 digest must match the manifest's descriptor, else the partial file is deleted
@@ -16,6 +17,7 @@ never append to the same file.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -26,8 +28,8 @@ from typing import Callable
 
 from ..unpack.digests import parse_digest
 from .client import RegistryClient
-from .errors import RegistryError, TransientError
-from .http import Response, attempts, describe_failure, is_transient
+from .errors import RegistryError
+from .http import Response
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -152,29 +154,22 @@ class BlobDownload:
         return True
 
     def _read_network(self, want: int) -> bytes:
-        failures = 0
-        http = self.client.http
-        while True:
-            http.check_cancelled()
-            failure = ""
+        def attempt() -> bytes:
             try:
                 if self._response is None:
                     self._response = self._request()
                 data = self._response.read(min(want, self.size - self._offset))
-                if data:
-                    return data
-                failure = "connection closed before the end of the blob"
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                failure = describe_failure(exc)
-            self._drop_response()
-            failures += 1
-            if failures > http.retry.retries:
-                raise TransientError(f"{self.what}: {failure} at byte {self._offset} of "
-                                     f"{self.size} (gave up after {attempts(failures)}; "
-                                     "pull again to resume)")
-            http.wait_to_retry(self.what, failure, failures)
+                if not data:
+                    raise ConnectionResetError(errno.ECONNRESET, "connection closed before "
+                                               "the end of the blob")
+                return data
+            except BaseException:
+                self._drop_response()  # the next attempt asks for the rest by range
+                raise
+
+        return self.client.http.retrying(
+            self.what, attempt, where=lambda: f" at byte {self._offset} of {self.size}",
+            hint="; pull again to resume")
 
     def _request(self) -> Response:
         response = self.client.open_blob(self.digest, self._offset, what=self.what)

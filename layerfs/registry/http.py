@@ -1,23 +1,33 @@
-"""HTTP for registries: keep-alive connections per thread, retries with backoff, redirects.
+"""HTTP for registries on httpx, and the retry policy of every registry request.
 
-Only the standard library: a registry needs GET/HEAD/POST, ranges, redirects and
-retries, which ``http.client`` gives without a dependency. A request is retried
-on connection failures (reset, timeout, truncated response) and on 408/429/5xx,
-with exponential backoff (jitter; ``Retry-After`` honoured), a bounded number of
-times; each retry is said on stderr when it is a terminal. A registry that refuses
-the connection (or has no route) before it ever answered is not retried: nothing
-listens there, and waiting would only delay the error (or the use of the cache);
-one that answered before and refuses now (restarting) is retried. Redirects are
-followed (blobs are often served from a CDN); credentials are never forwarded to
-another host.
+httpx does the HTTP: one client shared by the pull's threads keeps connections
+alive per host, follows redirects (blobs are often served from a CDN) and drops
+the Authorization header on a redirect to another host, verifies TLS (against the
+system's CA store, as ``curl`` does, so ``$SSL_CERT_FILE`` works), takes proxies
+from the environment (``HTTPS_PROXY``, ``NO_PROXY``...) and reports failures as
+typed exceptions. It was chosen over urllib3 and its ``Retry``: that would retry
+statuses for us, but a pull must say each retry on a terminal, wake from a backoff
+when cancelled, resume a body by range (:mod:`.download`) and fetch file ranges
+(:mod:`.lazy`) under the same policy, so one small loop here serves all of them,
+while httpx also gives the proxies and the cross-host redirect rule for free.
 
-``insecure`` skips TLS verification and, when a host does not speak TLS at all,
-falls back to plain HTTP for it (as Docker does for insecure registries).
+What stays here is what no HTTP library decides for a registry:
+
+- :meth:`HttpClient.retrying`: a failure on the way (reset, timeout, truncated
+  response) or a 408/425/429/5xx is tried again with exponential backoff
+  (jitter; ``Retry-After`` honoured), a bounded number of times; each retry is
+  said on stderr when it is a terminal. A registry that refuses the connection
+  (or has no route) before it ever answered is not retried: nothing listens
+  there, and waiting would only delay the error (or the use of the cache); one
+  that answered before and refuses now (restarting) is retried.
+- ``insecure`` skips TLS verification and, when a host does not speak TLS at
+  all, falls back to plain HTTP for it (as Docker does for insecure registries).
+- :meth:`HttpClient.abort` cuts every connection, so threads blocked on a
+  stalled response stop now rather than at the timeout.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import random
 import socket
@@ -27,7 +37,9 @@ import threading
 import urllib.parse
 import weakref
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterator, TypeVar
+
+import httpx
 
 from .. import __version__
 from .errors import Cancelled, RegistryError, TransientError, UnreachableError
@@ -36,7 +48,7 @@ USER_AGENT = f"layerfs/{__version__}"
 DEFAULT_TIMEOUT = 30.0
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,14 +67,25 @@ class RetryPolicy:
         return base * (0.75 + random.random() / 2)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed request is worth retrying."""
-    if isinstance(exc, ssl.SSLError):
-        return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.timeout,
-                            http.client.IncompleteRead, http.client.BadStatusLine,
-                            http.client.RemoteDisconnected)) or \
-        (isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS)
+class RetryStatus(Exception):
+    """A response worth asking again for (408, 429, 5xx), with its Retry-After."""
+
+    def __init__(self, response: "Response") -> None:
+        super().__init__(f"{response.status} {response.reason}")
+        self.retry_after = response.header("Retry-After")
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The system error under httpx's exception (a refused connection, a TLS alert),
+    else the exception itself."""
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            break
+        if isinstance(link, OSError):
+            return link
+        link = link.__cause__ or link.__context__  # httpcore re-raises some `from None`
+    return exc
 
 
 _TRANSIENT_ERRNOS = frozenset({
@@ -76,9 +99,24 @@ _UNREACHABLE_ERRNOS = frozenset({
     ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN")})
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed request is worth retrying."""
+    if isinstance(exc, RegistryError):
+        return False  # judged already (TransientError: the retries are used up)
+    cause = _cause(exc)
+    if isinstance(cause, ssl.SSLError):
+        return isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+    if isinstance(cause, socket.gaierror):
+        return False
+    return isinstance(exc, (RetryStatus, httpx.TimeoutException, httpx.NetworkError,
+                            httpx.RemoteProtocolError, ConnectionError, TimeoutError)) or \
+        (isinstance(cause, OSError) and cause.errno in _TRANSIENT_ERRNOS)
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """Nothing answers at the address: refused, or no route to it."""
-    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS
+    cause = _cause(exc)
+    return isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS
 
 
 def attempts(count: int) -> str:
@@ -86,77 +124,69 @@ def attempts(count: int) -> str:
 
 
 def describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, http.client.IncompleteRead):
-        return "connection closed before the end of the response"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "connection closed without a response"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    cause = _cause(exc)
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
     return str(exc) or type(exc).__name__
 
 
 def _fatal(exc: Exception, what: str, url: str) -> Exception:
     """A failure no retry cures, as one line naming what was asked for."""
     host = urllib.parse.urlsplit(url).netloc
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    cause = _cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
         return RegistryError(f"{what}: TLS certificate of {host} not trusted "
-                             f"({exc.verify_message}); --insecure skips verification")
-    if isinstance(exc, ssl.SSLError):
-        return RegistryError(f"{what}: TLS handshake with {host} failed ({exc.reason}); "
+                             f"({cause.verify_message}); --insecure skips verification")
+    if isinstance(cause, ssl.SSLError):
+        return RegistryError(f"{what}: TLS handshake with {host} failed ({cause.reason}); "
                              "a registry without TLS needs --insecure")
-    if isinstance(exc, socket.gaierror):
-        return UnreachableError(f"{what}: cannot resolve {host} ({exc.strerror})")
-    if isinstance(exc, (OSError, http.client.HTTPException)):
+    if isinstance(cause, socket.gaierror):
+        return UnreachableError(f"{what}: cannot resolve {host} ({cause.strerror})")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
+    if isinstance(exc, (OSError, httpx.HTTPError)):
         return RegistryError(f"{what}: {host}: {describe_failure(exc)}")
     return exc
 
 
 class Response:
-    """A response whose body is read on demand; its connection is reused once it is read."""
+    """A streamed response, read like a file; its connection goes back to the pool once
+    the body is read to the end (closed before that, the connection is dropped)."""
 
-    def __init__(self, client: "HttpClient", key: tuple[str, str],
-                 conn: http.client.HTTPConnection, raw: http.client.HTTPResponse,
-                 url: str) -> None:
-        self._client = client
-        self._key = key
-        self._conn: http.client.HTTPConnection | None = conn
+    def __init__(self, raw: httpx.Response) -> None:
         self.raw = raw
-        self.url = url
-        self.status = raw.status
-        self.reason = raw.reason
+        self.url = str(raw.url)
+        self.status = raw.status_code
+        self.reason = raw.reason_phrase
+        self._chunks: Iterator[bytes] = raw.iter_raw()  # as sent: digests are of these bytes
+        self._buffer = bytearray()
 
     def header(self, name: str, default: str | None = None) -> str | None:
-        return self.raw.getheader(name, default)
+        return self.raw.headers.get(name, default)
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read() if size is None or size < 0 else self.raw.read(size)
-        if self.raw.isclosed():
-            self._release()
+        """Up to ``size`` bytes (all with -1); fewer only at the end of the body."""
+        size = -1 if size is None else size
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        size = len(self._buffer) if size < 0 else size
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
         return data
 
     def read_all(self, limit: int) -> bytes:
         """The whole body, refusing bodies larger than ``limit``."""
-        data = self.raw.read(limit + 1)
+        with self:
+            data = self.read(limit + 1)
         if len(data) > limit:
-            self.close()
             raise RegistryError(f"{self.url}: response larger than {limit} bytes")
-        self.close()
         return data
 
     def close(self) -> None:
-        if self._conn is None:
-            return
-        if self.raw.isclosed():
-            self._release()
-            return
         self.raw.close()
-        self._conn.close()  # unread body bytes would corrupt the next response
-        self._conn = None
-
-    def _release(self) -> None:
-        if self._conn is not None:
-            self._client._return(self._key, self._conn)
-            self._conn = None
 
     def __enter__(self) -> "Response":
         return self
@@ -173,19 +203,14 @@ class HttpClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.cancel = cancel or threading.Event()
-        self._local = threading.local()
-        self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
-        """Every connection made, so that :meth:`abort` can cut the ones in use."""
-        self._connections_lock = threading.Lock()
         self._plain_hosts: set[str] = set()
         self._answered: set[str] = set()
         """Hosts that have answered a request: one that refuses later is restarting."""
-        self._tls = ssl.create_default_context()
-        if insecure:
-            self._tls.check_hostname = False
-            self._tls.verify_mode = ssl.CERT_NONE
-
-    # -- URLs ----------------------------------------------------------------------
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        """Every connection's socket, so that :meth:`abort` can cut the ones in use."""
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._pid = 0
 
     def url(self, netloc: str, path: str) -> str:
         scheme = "http" if netloc in self._plain_hosts else "https"
@@ -194,35 +219,48 @@ class HttpClient:
     # -- requests ------------------------------------------------------------------
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None, *, what: str,
-                retry_status: Iterable[int] = TRANSIENT_STATUS) -> Response:
-        """Send a request, retrying transient failures and following redirects.
+                body: bytes | None = None, *, what: str) -> Response:
+        """Send a request, retrying transient failures; redirects are followed.
 
         Returns the final response whatever its status (the caller judges 4xx);
         raises TransientError once the retries are used up, naming ``what``."""
-        retry_status = frozenset(retry_status)
-        attempt = 0
-        while True:
-            self.check_cancelled()
+        def attempt() -> Response:
             try:
-                response = self._follow(method, url, dict(headers or {}), body)
-            except Exception as exc:
-                host = urllib.parse.urlsplit(url).netloc
+                response = self._send(method, url, headers or {}, body)
+            except httpx.HTTPError as exc:
+                host = urllib.parse.urlsplit(str(exc.request.url)).netloc \
+                    if isinstance(exc, httpx.RequestError) else ""
                 if is_unreachable(exc) and host not in self._answered:
                     raise UnreachableError(f"{what}: {host}: {describe_failure(exc)}") from None
                 if not is_transient(exc):
                     raise _fatal(exc, what, url) from None
-                failure, retry_after = describe_failure(exc), None
-            else:
-                if response.status not in retry_status:
-                    return response
-                failure = f"{response.status} {response.reason}"
-                retry_after = response.header("Retry-After")
+                raise
+            if response.status in TRANSIENT_STATUS:
                 response.close()
-            attempt += 1
-            if attempt > self.retry.retries:
-                raise TransientError(f"{what}: {failure} (gave up after {attempts(attempt)})")
-            self.wait_to_retry(what, failure, attempt, retry_after)
+                raise RetryStatus(response)
+            return response
+        return self.retrying(what, attempt)
+
+    def retrying(self, what: str, attempt: Callable[[], T], *,
+                 where: Callable[[], str] = lambda: "", hint: str = "") -> T:
+        """``attempt()`` until it succeeds: a transient failure (:func:`is_transient`)
+        waits and tries again, up to the policy's retries in a row; then a
+        TransientError names ``what``, the failure, ``where()`` and ``hint``."""
+        failures = 0
+        while True:
+            self.check_cancelled()
+            try:
+                return attempt()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failure = describe_failure(exc)
+                retry_after = exc.retry_after if isinstance(exc, RetryStatus) else None
+            failures += 1
+            if failures > self.retry.retries:
+                raise TransientError(f"{what}: {failure}{where()} "
+                                     f"(gave up after {attempts(failures)}{hint})")
+            self.wait_to_retry(what, failure, failures, retry_after)
 
     def wait_to_retry(self, what: str, failure: str, attempt: int,
                       retry_after: str | None = None) -> None:
@@ -247,99 +285,59 @@ class HttpClient:
         """Cancel, and cut every open connection, so that threads blocked reading a
         stalled response stop now rather than at the timeout (any thread may call it)."""
         self.cancel.set()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
-    def _follow(self, method: str, url: str, headers: dict[str, str],
-                body: bytes | None) -> Response:
-        for _ in range(MAX_REDIRECTS + 1):
-            response = self._send(method, url, headers, body)
-            if response.status not in _REDIRECTS:
-                return response
-            location = response.header("Location")
-            response.close()
-            if not location:
-                return response
-            target = urllib.parse.urljoin(url, location)
-            if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(url).netloc:
-                headers.pop("Authorization", None)
-            if response.status == 303:
-                method, body = "GET", None
-            url = target
-        raise TransientError(f"{url}: too many redirects")
+    # -- internals -------------------------------------------------------------------
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               body: bytes | None) -> Response:
         parts = urllib.parse.urlsplit(url)
-        scheme, netloc = parts.scheme, parts.netloc
-        if scheme == "https" and netloc in self._plain_hosts:
-            scheme = "http"
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        headers.setdefault("User-Agent", USER_AGENT)
-        for _ in range(2):
-            key = (scheme, netloc)
-            conn = self._take(key)
-            fresh = conn is None
-            if conn is None:
-                conn = self._connect(scheme, netloc)
-            try:
-                conn.request(method, target, body=body, headers=headers)
-                raw = conn.getresponse()
-                self._answered.add(netloc)
-            except ssl.SSLError as exc:
-                conn.close()
-                if self.insecure and scheme == "https" and not is_transient(exc):
-                    self._plain_hosts.add(netloc)  # the host does not speak TLS
-                    scheme = "http"
-                    continue
-                raise
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                conn.close()
-                if not fresh:
-                    continue  # a kept-alive connection the server had closed: once more
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            return Response(self, key, conn, raw, f"{scheme}://{netloc}{target}")
-        raise TransientError(f"{url}: cannot connect")
+        if parts.scheme == "https" and parts.netloc in self._plain_hosts:
+            url = "http" + url[len("https"):]
+        client = self._http()
+        request = client.build_request(method, url, headers=headers, content=body,
+                                       extensions={"trace": self._trace})
+        try:
+            raw = client.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            cause = _cause(exc)
+            if self.insecure and url.startswith("https:") and \
+                    isinstance(cause, ssl.SSLError) and not is_transient(exc):
+                self._plain_hosts.add(parts.netloc)  # the host does not speak TLS
+                return self._send(method, url, headers, body)
+            raise
+        for answer in (*raw.history, raw):
+            self._answered.add(urllib.parse.urlsplit(str(answer.url)).netloc)
+        return Response(raw)
 
-    # -- connections -----------------------------------------------------------------
+    def _http(self) -> httpx.Client:
+        """The httpx client of this process (not across fork: the parent owns those
+        sockets)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                tls = ssl.create_default_context()
+                if self.insecure:
+                    tls.check_hostname = False
+                    tls.verify_mode = ssl.CERT_NONE
+                self._client = httpx.Client(
+                    verify=tls, timeout=self.timeout, follow_redirects=True,
+                    max_redirects=MAX_REDIRECTS,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+                self._pid = os.getpid()
+            return self._client
 
-    def _pool(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
-        pool = getattr(self._local, "pool", None)
-        if pool is None or getattr(self._local, "pid", None) != os.getpid():
-            pool = self._local.pool = {}  # not across fork: the parent owns those sockets
-            self._local.pid = os.getpid()
-        return pool
-
-    def _take(self, key: tuple[str, str]) -> http.client.HTTPConnection | None:
-        return self._pool().pop(key, None)
-
-    def _return(self, key: tuple[str, str], conn: http.client.HTTPConnection) -> None:
-        pool = self._pool()
-        old = pool.get(key)
-        if old is not None and old is not conn:
-            old.close()
-        pool[key] = conn
-
-    def _connect(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._tls)
-        elif scheme == "http":
-            conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
-        else:
-            raise TransientError(f"{scheme}://{netloc}: unsupported URL scheme")
-        with self._connections_lock:
-            self._connections.add(conn)
-        return conn
+    def _trace(self, event: str, info: dict) -> None:
+        """httpcore's trace hook: notes each new connection's socket for :meth:`abort`."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with self._lock:
+                    self._sockets.add(sock)

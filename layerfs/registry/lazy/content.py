@@ -21,7 +21,6 @@ import zlib
 from ...backing import open_beneath
 from ..client import RegistryClient
 from ..errors import RegistryError
-from ..http import describe_failure, is_transient
 from .skeleton import LazyLayer
 from .toc import FileData
 
@@ -115,8 +114,6 @@ class LazyContent:
 
     def _fetch(self, relpath: bytes, data: FileData) -> None:
         what = f"layer {self.label}: file {os.fsdecode(relpath)}"
-        http = self.client.http
-        attempt = 0
         root_fd = os.open(self.lazy.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fd = open_beneath(root_fd, relpath, os.O_WRONLY)
@@ -124,18 +121,7 @@ class LazyContent:
             os.close(root_fd)
         try:
             times = os.fstat(fd)
-            while True:
-                try:
-                    self._write(fd, data, what)
-                    break
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    attempt += 1
-                    if attempt > http.retry.retries:
-                        raise RegistryError(f"{what}: {describe_failure(exc)} "
-                                            f"(gave up after {attempt} attempts)") from None
-                    http.sleep(http.retry.delay(attempt))
+            self.client.http.retrying(what, lambda: self._write(fd, data, what))
             os.utime(fd, ns=(times.st_atime_ns, times.st_mtime_ns))
         finally:
             os.close(fd)
