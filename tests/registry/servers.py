@@ -5,7 +5,9 @@
 - :class:`TokenServer`: a bearer-token issuer for the registry's ``auth.token``
   (RS256 JWTs with an ``x5c`` header, signed by ``openssl``);
 - :class:`FaultProxy`: a forwarding HTTP proxy that can answer chosen requests
-  with an error once, throttle or hold bodies, and logs every request with its Range.
+  with an error once (with a Retry-After), redirect blobs, throttle or hold bodies, and
+  logs every request with its Range, Authorization and time;
+- :class:`BlobStore`: blob storage on another origin, for the redirects.
 
 Every loop here is bounded in count and time; only 127.0.0.1 is used.
 """
@@ -75,11 +77,14 @@ class LoopbackHTTPServer:
         self._thread.join(timeout=10)
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: dict,
+              headers: dict[str, str] | None = None) -> None:
     """Answer a request with ``body`` as JSON."""
     data = json.dumps(body).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
@@ -263,6 +268,8 @@ class Fault:
     status: int
     times: int = 1
     method: str = "GET"
+    retry_after: str | None = None
+    """The Retry-After header of the answer, if any."""
 
 
 @dataclass
@@ -272,6 +279,8 @@ class LoggedRequest:
     range: str | None
     status: int = 0
     sent: int = 0
+    authorization: str | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -287,6 +296,9 @@ class FaultProxy(LoopbackHTTPServer):
     """Path parts of blob requests held (logged, not yet forwarded) until ``release``
     is set, at most ``HOLD_LIMIT`` seconds: a download asked for, not yet answered."""
     release: threading.Event = field(default_factory=threading.Event)
+    redirect_blobs: str | None = None
+    """A base URL (a :class:`BlobStore`) that blob GETs are redirected to with a 307, as
+    registries do to their storage or CDN."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -325,14 +337,24 @@ class FaultProxy(LoopbackHTTPServer):
                 self._forward()
 
             def _forward(self) -> None:
-                entry = LoggedRequest(self.command, self.path, self.headers.get("Range"))
+                entry = LoggedRequest(self.command, self.path, self.headers.get("Range"),
+                                      authorization=self.headers.get("Authorization"))
                 with proxy._lock:
                     proxy.log.append(entry)
                 fault = proxy._fault_for(self.command, self.path)
                 if fault is not None:
                     entry.status = fault.status
                     send_json(self, fault.status, {"errors": [
-                        {"code": "INJECTED", "message": f"injected {fault.status}"}]})
+                        {"code": "INJECTED", "message": f"injected {fault.status}"}]},
+                        {"Retry-After": fault.retry_after} if fault.retry_after else None)
+                    return
+                if proxy.redirect_blobs and "/blobs/" in self.path and self.command == "GET":
+                    entry.status = 307
+                    self.send_response(307)
+                    self.send_header("Location", proxy.redirect_blobs + "/blobs/"
+                                     + self.path.rpartition("/blobs/")[2])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if "/blobs/" in self.path and any(part in self.path for part in proxy.held):
                     proxy.release.wait(timeout=HOLD_LIMIT)
@@ -399,6 +421,41 @@ class FaultProxy(LoopbackHTTPServer):
                         ahead = entry.sent / proxy.rate - (time.monotonic() - started)
                         if ahead > 0:
                             time.sleep(min(ahead, 1.0))
+
+        return Handler
+
+
+class BlobStore(LoopbackHTTPServer):
+    """Blob storage on another port (another origin): ``GET /blobs/DIGEST`` answers the
+    registry's stored blob, whole; every request is logged with its Authorization."""
+
+    def __init__(self, registry: RegistryServer) -> None:
+        self.registry = registry
+        self.log: list[LoggedRequest] = []
+        self._make_server(self._handler())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                store.log.append(LoggedRequest("GET", self.path, self.headers.get("Range"),
+                                               authorization=self.headers.get("Authorization")))
+                path = store.registry.blob_path(self.path.rpartition("/blobs/")[2])
+                if not path.is_file():
+                    return send_json(self, 404, {"errors": [{"code": "BLOB_UNKNOWN"}]})
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler
 
