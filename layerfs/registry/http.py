@@ -28,6 +28,8 @@ What stays here is what no HTTP library decides for a registry:
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import random
 import socket
@@ -37,18 +39,24 @@ import threading
 import urllib.parse
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from .. import __version__
 from .errors import Cancelled, RegistryError, TransientError, UnreachableError
+
+if TYPE_CHECKING:
+    import httpx  # imported when first used: every layerfs command imports this module
 
 USER_AGENT = f"layerfs/{__version__}"
 DEFAULT_TIMEOUT = 30.0
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
 T = TypeVar("T")
+
+# httpx logs each request at INFO and httpcore each socket event at DEBUG: a lazy mount
+# asks for a range per file opened, which must not fill the daemon's log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -88,19 +96,13 @@ def _cause(exc: BaseException) -> BaseException:
     return exc
 
 
-_TRANSIENT_ERRNOS = frozenset({
-    getattr(__import__("errno"), name) for name in
-    ("ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH",
-     "ENETUNREACH", "ENETDOWN")})
-
-
-_UNREACHABLE_ERRNOS = frozenset({
-    getattr(__import__("errno"), name) for name in
-    ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN")})
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                                 errno.ENETDOWN})
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed request is worth retrying."""
+    import httpx
     if isinstance(exc, RegistryError):
         return False  # judged already (TransientError: the retries are used up)
     cause = _cause(exc)
@@ -109,18 +111,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(cause, socket.gaierror):
         return False
     return isinstance(exc, (RetryStatus, httpx.TimeoutException, httpx.NetworkError,
-                            httpx.RemoteProtocolError, ConnectionError, TimeoutError)) or \
-        (isinstance(cause, OSError) and cause.errno in _TRANSIENT_ERRNOS)
+                            httpx.RemoteProtocolError, ConnectionError, TimeoutError))
 
 
 def is_unreachable(exc: BaseException) -> bool:
     """Nothing answers at the address: refused, or no route to it."""
     cause = _cause(exc)
     return isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS
-
-
-def attempts(count: int) -> str:
-    return f"{count} attempt" + ("s" if count != 1 else "")
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -132,6 +129,7 @@ def describe_failure(exc: BaseException) -> str:
 
 def _fatal(exc: Exception, what: str, url: str) -> Exception:
     """A failure no retry cures, as one line naming what was asked for."""
+    import httpx
     host = urllib.parse.urlsplit(url).netloc
     cause = _cause(exc)
     if isinstance(cause, ssl.SSLCertVerificationError):
@@ -224,6 +222,8 @@ class HttpClient:
 
         Returns the final response whatever its status (the caller judges 4xx);
         raises TransientError once the retries are used up, naming ``what``."""
+        import httpx
+
         def attempt() -> Response:
             try:
                 response = self._send(method, url, headers or {}, body)
@@ -258,8 +258,8 @@ class HttpClient:
                 retry_after = exc.retry_after if isinstance(exc, RetryStatus) else None
             failures += 1
             if failures > self.retry.retries:
-                raise TransientError(f"{what}: {failure}{where()} "
-                                     f"(gave up after {attempts(failures)}{hint})")
+                raise TransientError(f"{what}: {failure}{where()} (gave up after {failures} "
+                                     f"attempt{'s' if failures > 1 else ''}{hint})")
             self.wait_to_retry(what, failure, failures, retry_after)
 
     def wait_to_retry(self, what: str, failure: str, attempt: int,
@@ -297,6 +297,7 @@ class HttpClient:
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               body: bytes | None) -> Response:
+        import httpx
         parts = urllib.parse.urlsplit(url)
         if parts.scheme == "https" and parts.netloc in self._plain_hosts:
             url = "http" + url[len("https"):]
@@ -319,6 +320,7 @@ class HttpClient:
     def _http(self) -> httpx.Client:
         """The httpx client of this process (not across fork: the parent owns those
         sockets)."""
+        import httpx
         with self._lock:
             if self._client is None or self._pid != os.getpid():
                 tls = ssl.create_default_context()
