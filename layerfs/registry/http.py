@@ -147,6 +147,14 @@ def _fatal(exc: Exception, what: str, url: str) -> Exception:
     return exc
 
 
+def _cut(sock: socket.socket) -> None:
+    """Wake whoever waits on ``sock``: a read returns at once, the connection is dead."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class Response:
     """A streamed response, read like a file; its connection goes back to the pool once
     the body is read to the end (closed before that, the connection is dropped)."""
@@ -288,10 +296,7 @@ class HttpClient:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _cut(sock)
 
     # -- internals -------------------------------------------------------------------
 
@@ -343,3 +348,5 @@ class HttpClient:
             if sock is not None:
                 with self._lock:
                     self._sockets.add(sock)
+                if self.cancel.is_set():  # connected while abort() ran: it may have missed it
+                    _cut(sock)
