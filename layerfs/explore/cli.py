@@ -179,7 +179,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                              side(position), TreeDiff(below, stack(position + 1),
                                                       mtime=args.mtime).changes())
             else:
-                other = open_for(args, args.targets[0], form=None)
+                other = open_for(args, args.targets[0])
                 top_a, top_b = len(image.layers) - 1, len(other.layers) - 1
                 printer.diff(f"{image.name or args.image} -> {other.name or args.targets[0]}",
                              side(top_a), side(top_b, other),
