@@ -181,3 +181,12 @@ def test_a_cycle_is_found_and_named():
     graph = {"layerfs.a": {"layerfs.b"}, "layerfs.b": {"layerfs.c"},
              "layerfs.c": {"layerfs.a"}, "layerfs.d": {"layerfs.a"}}
     assert find_cycles(graph) == [["layerfs.a", "layerfs.b", "layerfs.c", "layerfs.a"]]
+
+
+def test_images_read_local_forms_only():
+    """The registry is chosen above both (layerfs/mountplan.py), never from images/."""
+    graph = import_graph()
+    for module, targets in graph.items():
+        if module == "layerfs.images" or module.startswith("layerfs.images."):
+            reached = sorted(t for t in targets if t.startswith("layerfs.registry"))
+            assert not reached, f"{module} imports {', '.join(reached)}"
