@@ -19,14 +19,14 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .cliopts import add_image_options, image_request
 from .errors import LayerfsError, UsageError
 from .fusecheck import check_fuse
-from .idmap import IdMap, build_id_map
-from .layer import Layer
-from .options import MountOptions, parse_options
+from .idmap import build_id_map
+from .mountplan import MountPlan, open_image, plan_namespace_mount, present_layers
+from .options import parse_options
 from .userns import IdMapping, plan_mapping, run_in_namespace
 
 MOUNT_WAIT = 120.0
@@ -38,14 +38,10 @@ UNMOUNT_WAIT = 30.0
 class Session:
     """What the namespace's first process needs: all decided outside."""
 
-    layers: list[Layer]
+    plan: MountPlan
     mountpoint: str
     command: list[str]
     chroot: bool = False
-    upper: str | None = None
-    work: str | None = None
-    options: MountOptions = field(default_factory=MountOptions)
-    ids: IdMap = field(default_factory=IdMap)
     debug: bool = False
     log: str | None = None
 
@@ -103,8 +99,6 @@ def _namespace_mapping() -> IdMapping:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .mountplan import open_image, present_layers
-
     options = parse_options(args.options)
     if options.lowerdirs or options.upperdir or options.workdir:
         raise UsageError("give the image as IMAGE and the upper dir with --upper")
@@ -114,15 +108,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_fuse(through_fusermount=False)  # before anything: /dev/fuse must be usable
     command = getattr(args, "argv", None) or []
     layers = present_layers(open_image(image_request(args)), quiet=True)
+    plan = plan_namespace_mount(layers, options, upper=_absolute(args.upper),
+                                work=_absolute(args.work), ids=ids)
     mapping = _namespace_mapping()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     usable = runtime if runtime and os.access(runtime, os.W_OK | os.X_OK) else None
     # Only ever mounted on inside the namespace; removed when the session ends (an
     # empty directory stays if this process is killed with SIGKILL).
     mountpoint = tempfile.mkdtemp(prefix="layerfs-run-", dir=usable)
-    session = Session(layers, mountpoint, command, chroot=args.chroot,
-                      upper=_absolute(args.upper), work=_absolute(args.work), options=options,
-                      ids=ids, debug=args.debug, log=_absolute(args.log))
+    session = Session(plan, mountpoint, command, chroot=args.chroot, debug=args.debug,
+                      log=_absolute(args.log))
     try:
         return run_in_namespace(mapping, lambda: _serve_and_run(session))
     finally:
@@ -175,13 +170,11 @@ def _stop(daemon: int) -> None:
 def _daemon(session: Session) -> None:
     """The FUSE daemon (a forked child that never returns)."""
     from .mount import serve
-    from .mountplan import plan_namespace_mount
 
     code = 1
     try:
         os.setsid()  # no terminal: ^C is for the command
-        plan = plan_namespace_mount(session.layers, session.options, upper=session.upper,
-                                    work=session.work, ids=session.ids)
+        plan = session.plan
         index, upper = plan.open()
         serve(index, session.mountpoint, foreground=True, debug=session.debug,
               log_file=session.log or (None if session.debug else os.devnull),
