@@ -5,9 +5,10 @@
 ``--cache-dir``, the unpack limits) and the same registry options (``--insecure`` or
 skopeo's ``--tls-verify=false``, ``--creds``, ``--authfile``, ``--retries``,
 ``--jobs``, ``--pull``): :func:`add_image_options` adds them to a subcommand's
-parser, :func:`remote_options` reads the registry ones back, :func:`image_request`
-all of them with the image named (for :mod:`layerfs.mountplan`), and
-:func:`image_option_argv` spells them again for a ``layerfs mount`` run as a child.
+parser (:func:`add_image_arguments` with ``--quiet``), :func:`remote_options` reads
+the registry ones back, :func:`image_request` all of them with the image named (for
+:mod:`layerfs.mountplan`), and :func:`image_option_argv` spells them again for a
+``layerfs mount`` run as a child.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def add_image_options(parser: argparse.ArgumentParser, *, pull_command: bool = F
                                 "reached), always (it must answer), missing (only for an "
                                 "image not pulled yet), never (pulled images only)")
     return group
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image options, and ``--quiet``: for the commands that read an image and print
+    something else than the unpack's progress (which, diff, ls, cat, export, ...)."""
+    add_image_options(parser)
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress display while unpacking layers")
 
 
 def remote_options(args: argparse.Namespace) -> RemoteOptions:
