@@ -10,30 +10,24 @@ import argparse
 import os
 import sys
 
-from . import __version__, clidocs
-from .cliopts import CACHE_HELP, add_image_options, remote_options
-from .deferred import DeferredIndex
+from . import __version__, clidocs, mountargs
+from .cliopts import CACHE_HELP, add_image_options, image_request
 from .engines import DEFAULT_ENGINE, ENGINE_VARIABLE
 from .errors import LayerfsError, UsageError
 from .explore import export as export_command
 from .explore import files as files_command
 from .explore import images as images_command
 from .explore import mountlist as mounts_command
-from .idmap import build_id_map
-from .images import Image, open_image, read_image, transport
+from .images import transport
 from .images.inspect import layer_rows, raw_manifest, render_config, render_json, render_table
-from .images.layerdirs import open_explicit_layers
-from .index import PathIndex
 from .mount import serve, unmount
+from .mountplan import plan_mount, read_image
 from .options import ENGINES, MountOptions, parse_options
 from .registry.cli import register as register_registry
 from .registry.inventory import list_partials, list_skeletons, prune_registry, render_registry
-from .registry.source import is_remote, read_remote
 from .sizes import format_size, plural
 from .unpack import LayerCache
 from .unpack.inventory import cache_json, list_layers, prune, render_layers
-from .unpack.limits import UnpackLimits
-from .upper import default_workdir, open_writable
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -147,32 +141,12 @@ def _build_parser() -> argparse.ArgumentParser:
     register_explore(commands)
     from .rootless_cli import register as register_rootless
     register_rootless(commands)
-    for module in (images_command, mounts_command, export_command, files_command, clidocs):
+    for module in (images_command, mounts_command, export_command, files_command):
         module.register(commands)
+    clidocs.register(commands, parser)
     from .browse.cli import register as register_browse
     register_browse(commands)
     return parser
-
-
-def _cache(args: argparse.Namespace) -> LayerCache:
-    limits = UnpackLimits.from_env(max_layer_size=getattr(args, "max_layer_size", None),
-                                   max_entries=getattr(args, "max_entries", None))
-    return LayerCache(args.cache_dir, limits=limits)
-
-
-def _image_for_mount(args: argparse.Namespace, options: MountOptions) -> Image:
-    explicit = args.layer or options.lowerdirs
-    if args.layer and options.lowerdirs:
-        raise UsageError("give layers either with --layer or with -o lowerdir=, not both")
-    if explicit:
-        if args.image is not None:
-            raise UsageError("with --layer or -o lowerdir= give only the MOUNTPOINT")
-        return open_explicit_layers(list(explicit))
-    if args.image is None:
-        raise UsageError("mount needs IMAGE and MOUNTPOINT")
-    return open_image(args.image, args.format, image_ref=args.image_ref,
-                      platform=args.platform, cache=_cache(args),
-                      quiet=args.quiet, remote=remote_options(args))
 
 
 def _absolute_paths(args: argparse.Namespace, options: MountOptions) -> None:
@@ -196,51 +170,20 @@ def _absolute_paths(args: argparse.Namespace, options: MountOptions) -> None:
 def _cmd_mount(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     _absolute_paths(args, options)
-    image = _image_for_mount(args, options)
-    mountpoint = args.mountpoint
-    upperdir = args.upper or options.upperdir
-    workdir = args.work or options.workdir
-    if args.upper and options.upperdir or args.work and options.workdir:
-        raise UsageError("give the upper dir either with --upper/--work or with -o "
-                         "upperdir=/workdir=, not both")
-    if workdir and not upperdir:
-        raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
-    # What a failed mount leaves must be what was there: the work dir it would make.
-    made = _dirs_made_by(upperdir, workdir) if upperdir and not options.read_only else []
+    plan = plan_mount(image_request(args) if args.image is not None else None, options,
+                      layers=args.layer, upper=args.upper, work=args.work,
+                      engine=args.engine, as_me=args.as_me)
+    made = plan.dirs_made()
     launcher = os.getpid()
     try:
-        upper = None
-        index: PathIndex | DeferredIndex
-        if upperdir:
-            if options.upperdir and not options.workdir:
-                raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
-            layers = image.layers if image.pending is None else image.pending.wait(quiet=args.quiet)
-            index, upper = open_writable(layers, upperdir, workdir,
-                                         userxattr=True if options.userxattr else None,
-                                         redirect_dir=options.redirect_dir,
-                                         volatile=options.volatile,
-                                         read_only=options.read_only)
-        elif image.pending is not None:  # live now, its files once the layers are there
-            index = DeferredIndex(image.pending)
-        else:
-            index = PathIndex(image.layers)
-        ids = build_id_map(options.ids, as_me=args.as_me)  # rootless: owners shown
-        serve(index, mountpoint, extra_options=options.fuse, foreground=args.foreground,
-              debug=args.debug, log_file=args.log, upper=upper,
-              engine=args.engine or options.engine, ids=ids, xattrs=options.xattrs,
-              fsname=mount_source(args.image))
+        index, upper = plan.open()
+        serve(index, args.mountpoint, foreground=args.foreground, debug=args.debug,
+              log_file=args.log, upper=upper, **plan.serve_options())
     except BaseException:
         if os.getpid() == launcher:  # not the daemon: the mount never went live
             _remove_made(made)
         raise
     return 0
-
-
-def _dirs_made_by(upperdir: str, workdir: str | None) -> list[str]:
-    """The dirs mounting with this upper and work dir creates (outermost first)."""
-    workdir = workdir or default_workdir(upperdir)
-    return [path for path in (workdir, os.path.join(workdir, "work"))
-            if not os.path.lexists(path)]
 
 
 def _remove_made(paths: list[str]) -> None:
@@ -251,19 +194,9 @@ def _remove_made(paths: list[str]) -> None:
             pass
 
 
-def mount_source(image: str | None) -> str:
-    """The mount's source in /proc/mounts and findmnt: the image as the user named it
-    (``layerfs`` for explicit layers), escaped for the FUSE option string."""
-    text = image or "layerfs"
-    return text.replace("\\", "\\\\").replace(",", "\\,")
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    if is_remote(args.image):  # the manifest and config; no layer is pulled
-        plan = read_remote(args.image, platform=args.platform, options=remote_options(args))
-    else:
-        plan = read_image(args.image, args.format, image_ref=args.image_ref,
-                          platform=args.platform)
+    request = image_request(args)
+    plan = read_image(request)  # a registry image: the manifest and config, no layer
     if args.config:
         print(render_config(plan))
         return 0
@@ -271,7 +204,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(raw_manifest(plan))
         sys.stdout.flush()
         return 0
-    rows = layer_rows(plan, _cache(args), survey=not is_remote(args.image))
+    rows = layer_rows(plan, request.cache(), survey=not request.is_remote)
     print(render_json(plan, rows) if args.json else render_table(plan, rows))
     return 0
 
@@ -329,9 +262,8 @@ def _cmd_umount(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    from . import mount_helper
-    if mount_helper.is_helper_call(argv, _command_names(parser)):  # mount -t fuse.layerfs
-        argv = mount_helper.mount_arguments(argv)
+    if mountargs.is_helper_call(argv, _command_names(parser)):  # mount -t fuse.layerfs
+        argv = mountargs.mount_arguments(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would show the top-level usage: show the subcommand's
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")

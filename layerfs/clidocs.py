@@ -18,7 +18,9 @@ _FILE_ARGS = {"image", "upper", "work", "lower", "into", "output", "log", "authf
 _DIR_ARGS = {"mountpoint", "cache_dir", "tmp_dir", "layer"}
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction, parser: argparse.ArgumentParser) -> None:
+    """Add ``completion`` and ``man`` to ``commands``, the subcommands of ``parser``: the
+    whole command line, which both are generated from."""
     completion = commands.add_parser(
         "completion", help="print the shell completion script (bash, zsh, tcsh)",
         description="Print a completion script for SHELL, generated from the parser: "
@@ -26,11 +28,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "as _layerfs in a directory of $fpath.")
     completion.add_argument("shell", choices=SHELLS, metavar="SHELL",
                             help="bash, zsh or tcsh")
-    completion.set_defaults(run=_cmd_completion)
+    completion.set_defaults(run=_cmd_completion, whole_parser=parser)
     man = commands.add_parser("man", help="print the manual page (roff)",
                               description="Print layerfs(1), generated from the parser: "
                                           "'layerfs man > layerfs.1; man -l layerfs.1'.")
-    man.set_defaults(run=_cmd_man)
+    man.set_defaults(run=_cmd_man, whole_parser=parser)
 
 
 def _mark_paths(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +51,7 @@ def _mark_paths(parser: argparse.ArgumentParser) -> None:
 def _cmd_completion(args: argparse.Namespace) -> int:
     import shtab
 
-    from .cli import _build_parser
-
-    parser = _build_parser()
+    parser = args.whole_parser
     _mark_paths(parser)
     print(shtab.complete(parser, shell=args.shell))
     return 0
@@ -61,9 +61,8 @@ def _cmd_man(args: argparse.Namespace) -> int:
     from argparse_manpage.manpage import Manpage
 
     from . import __version__
-    from .cli import _build_parser
 
-    parser = _build_parser()
+    parser = args.whole_parser
     page = Manpage(parser, _data={"version": __version__, "project_name": "layerfs",
                                   "manual_title": "layerfs manual",
                                   "description": "a userspace union filesystem for "

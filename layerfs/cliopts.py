@@ -5,8 +5,10 @@
 ``--cache-dir``, the unpack limits) and the same registry options (``--insecure`` or
 skopeo's ``--tls-verify=false``, ``--creds``, ``--authfile``, ``--retries``,
 ``--jobs``, ``--pull``): :func:`add_image_options` adds them to a subcommand's
-parser, :func:`remote_options` reads the registry ones back, and
-:func:`image_option_argv` spells them again for a ``layerfs mount`` run as a child.
+parser (:func:`add_image_arguments` with ``--quiet``), :func:`remote_options` reads
+the registry ones back, :func:`image_request` all of them with the image named (for
+:mod:`layerfs.mountplan`), and :func:`image_option_argv` spells them again for a
+``layerfs mount`` run as a child.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import argparse
 
 from .images import FORMS
+from .mountplan import ImageRequest
 from .registry.offline import DEFAULT_POLICY, PULL_POLICIES
 from .registry.pull import DEFAULT_JOBS, RemoteOptions
+from .unpack.limits import UnpackLimits
 
 CACHE_HELP = "the layer cache (default: $XDG_CACHE_HOME/layerfs, i.e. ~/.cache/layerfs)"
 REGISTRY_GROUP = "registry images (docker://REGISTRY/REPO:TAG)"
@@ -76,6 +80,14 @@ def add_image_options(parser: argparse.ArgumentParser, *, pull_command: bool = F
     return group
 
 
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image options, and ``--quiet``: for the commands that read an image and print
+    something else than the unpack's progress (which, diff, ls, cat, export, ...)."""
+    add_image_options(parser)
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress display while unpacking layers")
+
+
 def remote_options(args: argparse.Namespace) -> RemoteOptions:
     insecure = getattr(args, "insecure", False) or getattr(args, "tls_verify", None) is False
     return RemoteOptions(insecure=insecure,
@@ -86,6 +98,20 @@ def remote_options(args: argparse.Namespace) -> RemoteOptions:
                          lazy=getattr(args, "lazy", False),
                          # `layerfs pull` asks the registry, always
                          pull=getattr(args, "pull", "always"))
+
+
+def image_request(args: argparse.Namespace, spec: str | None = None) -> ImageRequest:
+    """The image named on the command line (``args.image``), or ``spec``: a second
+    image, to which ``--format`` and ``--image`` do not apply."""
+    second = spec is not None
+    limits = UnpackLimits.from_env(max_layer_size=getattr(args, "max_layer_size", None),
+                                   max_entries=getattr(args, "max_entries", None))
+    return ImageRequest(spec=spec if second else args.image,
+                        form=None if second else getattr(args, "format", None),
+                        image_ref=None if second else getattr(args, "image_ref", None),
+                        platform=getattr(args, "platform", None),
+                        cache_dir=getattr(args, "cache_dir", None), limits=limits,
+                        quiet=getattr(args, "quiet", False), remote=remote_options(args))
 
 
 def image_option_argv(args: argparse.Namespace) -> list[str]:

@@ -9,7 +9,8 @@ mount.fuse3. Generic mount options (``rw``, ``dev``, ``nosuid``, ``noatime``,
 need (``index=``, ``xino=``, ``metacopy=``, ...) and unknown ones are accepted
 with a note, as fuse-overlayfs does. Without ``redirect_dir=`` it takes the
 kernel overlay's default from its module parameters, as ``mount -t overlay``
-does (:mod:`layerfs.overlay_defaults`). ``engine=native|pyfuse3`` picks the
+does (:mod:`layerfs.overlay_defaults`); what the options make of the mount is
+decided in :func:`layerfs.mountplan.plan_overlay_mount`. ``engine=native|pyfuse3`` picks the
 FUSE engine. It returns 0 once the mount is live and
 serves in the background; a plain ``umount MNT`` ends it. As root it mounts
 with ``allow_other`` (and always ``default_permissions``), as a system-wide
@@ -18,17 +19,12 @@ overlay is used.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .errors import LayerfsError, UsageError
-from .idmap import build_id_map
-from .images.layerdirs import open_explicit_layers
-from .index import PathIndex
 from .mount import serve
+from .mountplan import plan_overlay_mount
 from .options import parse_options, split_escaped
-from .overlay_defaults import read_defaults
-from .upper import open_writable
 
 PROG = "layerfs-overlay"
 USAGE = (f"usage: {PROG} [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR]"
@@ -112,32 +108,11 @@ def run(argv: list[str]) -> int:
     for item in ignored:
         print(f"{PROG}: unknown argument ignored: {item}", file=sys.stderr)
     options = parse_options([",".join(known)] if known else [])
-    if not options.lowerdirs:
-        raise UsageError("no lowerdir= given")
-    mountpoint = args.positionals[-1]
     source = args.positionals[0] if len(args.positionals) == 2 else PROG
-    layers = open_explicit_layers(list(options.lowerdirs)).layers
-    if options.redirect_dir is None and not options.userxattr and os.geteuid() == 0:
-        # As mount -t overlay: the module's default (with userxattr, as
-        # unprivileged, the kernel makes no redirects at all).
-        options.redirect_dir = read_defaults().redirect_dir
-    upper = None
-    if options.upperdir:
-        if not options.workdir and not options.read_only:
-            raise UsageError("upperdir= needs workdir=")
-        index, upper = open_writable(layers, options.upperdir, options.workdir,
-                                     userxattr=True if options.userxattr else None,
-                                     redirect_dir=options.redirect_dir,
-                                     volatile=options.volatile,
-                                     read_only=options.read_only)
-    else:
-        index = PathIndex(layers)
-    fuse = set(options.fuse) | flags
-    if os.geteuid() == 0:
-        fuse.add("allow_other")
-    serve(index, mountpoint, extra_options=fuse, foreground=args.foreground, debug=args.debug,
-          fsname=source, upper=upper, subtype=PROG, engine=options.engine,
-          ids=build_id_map(options.ids), xattrs=options.xattrs)
+    plan = plan_overlay_mount(options, flags=flags, source=source, subtype=PROG)
+    index, upper = plan.open()
+    serve(index, args.positionals[-1], foreground=args.foreground, debug=args.debug,
+          upper=upper, **plan.serve_options())
     return 0
 
 

@@ -19,15 +19,14 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .cliopts import add_image_options, remote_options
+from .cliopts import add_image_options, image_request
 from .errors import LayerfsError, UsageError
 from .fusecheck import check_fuse
-from .idmap import IdMap, build_id_map
-from .index import PathIndex
-from .layer import Layer
-from .options import MountOptions, parse_options
+from .idmap import build_id_map
+from .mountplan import MountPlan, open_image, plan_namespace_mount, present_layers
+from .options import parse_options
 from .userns import IdMapping, plan_mapping, run_in_namespace
 
 MOUNT_WAIT = 120.0
@@ -39,14 +38,10 @@ UNMOUNT_WAIT = 30.0
 class Session:
     """What the namespace's first process needs: all decided outside."""
 
-    layers: list[Layer]
+    plan: MountPlan
     mountpoint: str
     command: list[str]
     chroot: bool = False
-    upper: str | None = None
-    work: str | None = None
-    options: MountOptions = field(default_factory=MountOptions)
-    ids: IdMap = field(default_factory=IdMap)
     debug: bool = False
     log: str | None = None
 
@@ -104,9 +99,6 @@ def _namespace_mapping() -> IdMapping:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .cli import _cache
-    from .images import open_image
-
     options = parse_options(args.options)
     if options.lowerdirs or options.upperdir or options.workdir:
         raise UsageError("give the image as IMAGE and the upper dir with --upper")
@@ -115,19 +107,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ids = build_id_map(options.ids)
     check_fuse(through_fusermount=False)  # before anything: /dev/fuse must be usable
     command = getattr(args, "argv", None) or []
-    image = open_image(args.image, args.format, image_ref=args.image_ref,
-                       platform=args.platform, cache=_cache(args), quiet=args.quiet,
-                       remote=remote_options(args))
-    layers = image.layers if image.pending is None else image.pending.wait()
+    layers = present_layers(open_image(image_request(args)), quiet=True)
+    plan = plan_namespace_mount(layers, options, upper=_absolute(args.upper),
+                                work=_absolute(args.work), ids=ids)
     mapping = _namespace_mapping()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     usable = runtime if runtime and os.access(runtime, os.W_OK | os.X_OK) else None
     # Only ever mounted on inside the namespace; removed when the session ends (an
     # empty directory stays if this process is killed with SIGKILL).
     mountpoint = tempfile.mkdtemp(prefix="layerfs-run-", dir=usable)
-    session = Session(layers, mountpoint, command, chroot=args.chroot,
-                      upper=_absolute(args.upper), work=_absolute(args.work), options=options,
-                      ids=ids, debug=args.debug, log=_absolute(args.log))
+    session = Session(plan, mountpoint, command, chroot=args.chroot, debug=args.debug,
+                      log=_absolute(args.log))
     try:
         return run_in_namespace(mapping, lambda: _serve_and_run(session))
     finally:
@@ -180,26 +170,15 @@ def _stop(daemon: int) -> None:
 def _daemon(session: Session) -> None:
     """The FUSE daemon (a forked child that never returns)."""
     from .mount import serve
-    from .upper import open_writable
 
     code = 1
     try:
         os.setsid()  # no terminal: ^C is for the command
-        options = session.options
-        upper = None
-        if session.upper is not None:
-            # Only the user.* xattr namespace is writable in a user namespace: the
-            # kernel's userxattr format (and its redirect_dir rule).
-            index, upper = open_writable(session.layers, session.upper, session.work,
-                                         userxattr=True, redirect_dir=options.redirect_dir,
-                                         volatile=options.volatile,
-                                         read_only=options.read_only)
-        else:
-            index = PathIndex(session.layers)
-        serve(index, session.mountpoint, extra_options=options.fuse, foreground=True,
-              debug=session.debug, log_file=session.log or (None if session.debug
-                                                            else os.devnull),
-              upper=upper, ids=session.ids, xattrs=options.xattrs)
+        plan = session.plan
+        index, upper = plan.open()
+        serve(index, session.mountpoint, foreground=True, debug=session.debug,
+              log_file=session.log or (None if session.debug else os.devnull),
+              upper=upper, **plan.serve_options())
         code = 0
     except LayerfsError as exc:
         print(f"layerfs: {exc}", file=sys.stderr)

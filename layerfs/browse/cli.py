@@ -58,17 +58,11 @@ def _cmd_browse(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace, spec: str, *, first: bool):
-    from ..cliopts import remote_options
-    from ..images import Image, open_image
-    from ..unpack import LayerCache
-    from ..unpack.limits import UnpackLimits
+    from ..cliopts import image_request
+    from ..images import Image
+    from ..mountplan import open_image
 
-    limits = UnpackLimits.from_env(max_layer_size=args.max_layer_size,
-                                   max_entries=args.max_entries)
-    image = open_image(spec, args.format if first else None,
-                       image_ref=args.image_ref if first else None, platform=args.platform,
-                       cache=LayerCache(args.cache_dir, limits=limits), quiet=args.quiet,
-                       remote=remote_options(args))
+    image = open_image(image_request(args, None if first else spec))
     if image.pending is not None:  # a lazy image's whole-pulled layers: wait for them
         image = Image(layers=image.pending.wait(quiet=args.quiet), name=image.name, form=image.form,
                       config=image.config)

@@ -10,16 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cliopts import add_image_options, image_option_argv
+from ..cliopts import add_image_arguments, image_option_argv
 from ..index import PathIndex
 from ..treediff import DEFAULT_PROPERTIES as _TREEDIFF_PROPERTIES
 from .render import Painter, colour_enabled, parse_path
-
-
-def _image_arguments(parser: argparse.ArgumentParser) -> None:
-    add_image_options(parser)
-    parser.add_argument("--quiet", "-q", action="store_true",
-                        help="no progress display while unpacking layers")
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "Works without mounting. Exit 1 when a path is hidden or in no layer.")
     which.add_argument("image", metavar="IMAGE")
     which.add_argument("paths", nargs="+", metavar="PATH")
-    _image_arguments(which)
+    add_image_arguments(which)
     _output_arguments(which)
     which.set_defaults(run=_cmd_which)
 
@@ -52,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     diff.add_argument("image", metavar="IMAGE")
     diff.add_argument("targets", nargs="*", metavar="LAYER|IMAGE_B",
                       help="LAYER, LAYER_A LAYER_B, or IMAGE_B")
-    _image_arguments(diff)
+    add_image_arguments(diff)
     diff.add_argument("--mtime", action="store_true", help="also report changed mtimes")
     diff.add_argument("--exit-code", action="store_true",
                       help="exit 1 when there are differences, 0 when there are none (as git)")
@@ -66,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "score. With --ci, exit 3 when a threshold is crossed (defaults with "
                     "--ci: --lowest-efficiency 0.9, --highest-wasted-percent 10).")
     usage.add_argument("image", metavar="IMAGE")
-    _image_arguments(usage)
+    add_image_arguments(usage)
     usage.add_argument("--top", type=int, default=10, metavar="N",
                        help="how many offenders and duplicates to show (default 10)")
     usage.add_argument("--min-duplicate-size", default="1", metavar="SIZE",
@@ -99,7 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               + ", ".join(_TREEDIFF_PROPERTIES))
     compare.add_argument("--tmp-dir", metavar="DIR",
                          help="where mountpoints and converted layer copies go")
-    _image_arguments(compare)
+    add_image_arguments(compare)
     _output_arguments(compare)
     compare.set_defaults(run=_cmd_compare)
 
@@ -128,7 +122,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="the history line of the new layer")
     commit.add_argument("--created", metavar="RFC3339",
                         help="the new image's creation time (default: now, or --mtime)")
-    _image_arguments(commit)
+    add_image_arguments(commit)
     _output_arguments(commit)
     commit.set_defaults(run=_cmd_commit)
 
@@ -179,7 +173,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
                              side(position), TreeDiff(below, stack(position + 1),
                                                       mtime=args.mtime).changes())
             else:
-                other = open_for(args, args.targets[0], form=None)
+                other = open_for(args, args.targets[0])
                 top_a, top_b = len(image.layers) - 1, len(other.layers) - 1
                 printer.diff(f"{image.name or args.image} -> {other.name or args.targets[0]}",
                              side(top_a), side(top_b, other),

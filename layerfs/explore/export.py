@@ -63,7 +63,7 @@ def export(index: PathIndex, out: BinaryIO) -> tuple[int, list[str]]:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from .cli import _image_arguments
+    from ..cliopts import add_image_arguments
 
     parser = commands.add_parser(
         "export", help="flatten the merged tree to one tar (like docker export)",
@@ -73,7 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("-o", "--output", required=True, metavar="FILE|-",
                         help="the tar to write ('-' for stdout)")
-    _image_arguments(parser)
+    add_image_arguments(parser)
     parser.set_defaults(run=_cmd_export)
 
 

@@ -138,7 +138,7 @@ def to_json(index: PathIndex, listed: list[tuple[bytes, bytes, Node]]) -> str:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from .cli import _image_arguments
+    from ..cliopts import add_image_arguments
 
     cat_parser = commands.add_parser(
         "cat", help="print a file of the image, without mounting it",
@@ -146,7 +146,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "inside the image), read from the layer that provides it.")
     cat_parser.add_argument("image", metavar="IMAGE")
     cat_parser.add_argument("path", metavar="PATH")
-    _image_arguments(cat_parser)
+    add_image_arguments(cat_parser)
     cat_parser.set_defaults(run=_cmd_cat)
 
     ls_parser = commands.add_parser(
@@ -160,7 +160,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                            help="long listing, with the layer of each entry")
     ls_parser.add_argument("-d", "--directory", action="store_true",
                            help="list a directory itself, not its entries")
-    _image_arguments(ls_parser)
+    add_image_arguments(ls_parser)
     ls_parser.add_argument("--json", action="store_true", help="print JSON")
     ls_parser.set_defaults(run=_cmd_ls)
 

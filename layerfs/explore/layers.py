@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..cliopts import remote_options
+from ..cliopts import image_request
 from ..errors import UsageError
-from ..images import Image, open_image
+from ..images import Image
 from ..index import PathIndex
 from ..layer import Layer
-from ..unpack import LayerCache
+from ..mountplan import open_image
 from ..unpack.digests import short
 
-_SAME = object()
 
-
-def open_for(args: argparse.Namespace, spec: str | None = None, form: object = _SAME) -> Image:
-    """The image named on the command line (or ``spec``, a second image: then ``--image``
-    does not apply to it), as directory layers: tar layers are unpacked once into the
-    layer cache, as ``mount`` does."""
-    second = spec is not None
-    return open_image(spec or args.image, args.format if form is _SAME else form,  # type: ignore[arg-type]
-                      image_ref=None if second else args.image_ref,
-                      platform=args.platform, cache=LayerCache(args.cache_dir),
-                      quiet=getattr(args, "quiet", False), remote=remote_options(args))
+def open_for(args: argparse.Namespace, spec: str | None = None) -> Image:
+    """The image named on the command line (or ``spec``, a second image: then
+    ``--format`` and ``--image`` do not apply to it), as directory layers: tar layers
+    are unpacked once into the layer cache, as ``mount`` does (:mod:`layerfs.mountplan`)."""
+    return open_image(image_request(args, spec))
 
 
 def layer_ref(image: Image | PathIndex, position: int) -> dict:

@@ -12,6 +12,11 @@ plain values.
 Failures are answered, never fatal: a FUSEError is its errno, any other
 exception a logged EIO, a malformed or truncated request a logged EIO, an
 opcode we do not know ENOSYS.
+
+Longer than 500 lines because it holds the protocol's table: besides the loop
+(about 330 lines), one handler per opcode (about 45, a few lines each: unpack
+the body, call ``Operations``, pack the reply), all on the session's state
+(the operations, passthrough, the notifier).
 """
 
 from __future__ import annotations

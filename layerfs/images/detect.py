@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import ImageError, UsageError
 from ..unpack import LayerCache
-from . import Image, transport
+from . import transport
 from .containerd import image_count as containerd_image_count
 from .containerd import is_containerd, read_containerd
 from .containersstorage import (
@@ -41,6 +41,7 @@ from .dockerroot import image_count as overlay2_image_count
 from .dockerroot import is_docker_root, read_docker_root
 from .dockersave import is_docker_save, is_docker_save_oci, read_docker_save, read_docker_save_oci
 from .files import ImageFiles, open_files
+from .image import Image
 from .layerdirs import is_layer_dirs, open_layer_dirs
 from .oci import is_oci_layout, read_oci
 from .plan import ImagePlan, LayerSource, materialize
@@ -163,13 +164,9 @@ _AUTO_READERS: dict[str, Reader] = {"docker-root": _read_docker_data_root}
 
 def open_image(spec: str, form: str | None = None, *, image_ref: str | None = None,
                platform: str | None = None, cache: LayerCache | None = None,
-               quiet: bool = False, remote: object = None) -> Image:
-    """Open the image at ``spec`` as directory layers, unpacking tar layers into the cache.
-
-    ``docker://`` and ``oci://`` specs are registry images, pulled with ``remote``
-    (:class:`layerfs.registry.pull.RemoteOptions`)."""
-    if transport.is_remote(spec):
-        from ..registry.source import open_remote
-        return open_remote(spec, platform=platform, cache=cache, quiet=quiet, options=remote)
+               quiet: bool = False) -> Image:
+    """Open the image at ``spec`` (a path or a containers-transports(5) name) as
+    directory layers, unpacking tar layers into the cache. Registry images
+    (``docker://``) are not read here: :func:`layerfs.mountplan.open_image` takes both."""
     plan = read_image(spec, form, image_ref=image_ref, platform=platform)
     return materialize(plan, cache, quiet=quiet)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..layer import Layer
-from . import Image
+from .image import Image
 
 ORDER_FILE = "layers"
 

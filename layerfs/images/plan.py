@@ -16,7 +16,7 @@ from ..layer import Layer, LayerFacts
 from ..unpack import LayerBlob, LayerCache, Progress
 from ..unpack.cache import CachedLayer, parent_chain
 from ..unpack.digests import short
-from . import Image
+from .image import Image
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ through :func:`layerfs.images.detect.read_image`, which calls :func:`parse`):
 - ``containers-storage:[[DRIVER@]ROOT[+RUNROOT][:OPTIONS]]REF``: a podman store,
   by default the user's (``/var/lib/containers/storage`` as root,
   ``~/.local/share/containers/storage`` otherwise, or storage.conf's ``graphroot``);
-- ``docker://REF`` (and ``oci://``): a registry image, handled by
-  :mod:`layerfs.registry.source`.
+- ``docker://REF`` (and ``oci://``): a registry image, not read here:
+  :mod:`layerfs.mountplan` sends it to :mod:`layerfs.registry.source`.
 
 Without a known prefix (or when a file of that very name exists) the spec is a path,
 optionally followed by ``:REFERENCE`` (the longest existing path wins) and the form
