@@ -77,11 +77,13 @@ async def image_shows_xattrs(views: Sequence[LayerView]) -> bool:
         async with limiter:
             found.append(await _walk_in_subprocess(root))
 
+    unknown = [view.layer.root for view, record in zip(views, records, strict=True)
+               if record is None]
+    if unknown:
+        log.info("walking %d layer(s) for xattrs", len(unknown))
     async with trio.open_nursery() as nursery:
-        # Top first, as the read-ahead: what the merge reads first.
-        for view, record in reversed(list(zip(views, records, strict=True))):
-            if record is None:
-                nursery.start_soon(walk, view.layer.root)
+        for root in reversed(unknown):  # top first, as the read-ahead: what the merge reads first
+            nursery.start_soon(walk, root)
     return any(found)
 
 
