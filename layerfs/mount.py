@@ -174,7 +174,12 @@ async def _check_xattrs(ops: LayerOperations) -> None:
     """-o xattrs=auto on a read-only mount: once no layer is known to hold xattrs,
     GETXATTR is answered ENOSYS (see layerfs/xattrcheck.py)."""
     started = time.monotonic()
-    if await image_shows_xattrs(ops.index.views):
+    try:
+        found = await image_shows_xattrs(ops.index.views)
+    except Exception:  # noqa: BLE001 - the check must never stop the mount
+        log.exception("cannot tell whether the layers hold xattrs: they are served")
+        return
+    if found:
         log.info("the layers hold xattrs: they are served")
         return
     ops.image_without_xattrs = True
