@@ -67,8 +67,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per measurement (default 5; median)")
     parser.add_argument("--contenders", default="layerfs,kernel,fuse-overlayfs",
                         help="comma-separated subset of layerfs,layerfs-pyfuse3,layerfs-noxattrs,"
+                             "layerfs-xattrs-on,"
                              "kernel,fuse-overlayfs (layerfs-pyfuse3: on the pyfuse3 engine; "
-                             "layerfs-noxattrs: with -o noxattrs)")
+                             "layerfs-noxattrs: with -o noxattrs; layerfs-xattrs-on: with "
+                             "-o xattrs=on, xattrs served whatever the image holds)")
     parser.add_argument("--phases", default=",".join(p.name for p in PHASES),
                         help="comma-separated subset of " + ",".join(p.name for p in PHASES))
     parser.add_argument("--repo", default=str(BENCH_DIR.parent),
@@ -98,6 +100,7 @@ def _contenders(args: argparse.Namespace) -> tuple[list[Contender], dict[str, st
         "layerfs": Layerfs(os.path.abspath(args.repo), args.python),
         "layerfs-pyfuse3": Layerfs(os.path.abspath(args.repo), args.python, engine="pyfuse3"),
         "layerfs-noxattrs": Layerfs(os.path.abspath(args.repo), args.python, options="noxattrs"),
+        "layerfs-xattrs-on": Layerfs(os.path.abspath(args.repo), args.python, options="xattrs=on"),
         "kernel": KernelOverlay(),
         "fuse-overlayfs": FuseOverlayfs(),
     }

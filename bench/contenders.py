@@ -104,7 +104,8 @@ class Layerfs(Contender):
         self.engine = engine
         self.options = options
         """Extra -o options (e.g. noxattrs), named in the contender's name."""
-        self.name = "-".join(["layerfs", *filter(None, [engine, options.replace(",", "-")])])
+        shown = options.replace(",", "-").replace("=", "-")
+        self.name = "-".join(["layerfs", *filter(None, [engine, shown])])
 
     def mount_env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -14,7 +14,8 @@ from phases import METRIC_BY_KEY, METRICS
 
 SUBJECT = "layerfs"
 BASELINES = ("kernel", "fuse-overlayfs")
-CONTENDER_ORDER = (SUBJECT, f"{SUBJECT}-noxattrs", f"{SUBJECT}-pyfuse3") + BASELINES
+CONTENDER_ORDER = (SUBJECT, f"{SUBJECT}-xattrs-on", f"{SUBJECT}-noxattrs",
+                   f"{SUBJECT}-pyfuse3") + BASELINES
 
 Medians = dict[str, dict[str, float]]
 """metric key -> contender -> median."""

@@ -66,8 +66,8 @@ def _build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
                             "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
-                            "allow_other, noxattrs, squash_to_root, squash_to_uid=N, squash_to_gid=N, "
-                            "uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
+                            "allow_other, xattrs=auto|on|off, squash_to_root, squash_to_uid=N, "
+                            "squash_to_gid=N, uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
                             "mount options (ro, nodev, ...) are accepted")
     mount.add_argument("--as-me", action="store_true",
                        help="show every entry as owned by you (your uid and gid), so the "

@@ -147,10 +147,13 @@ class LayerOperations:
                  after_init: Callable[[], None] | None = None,
                  zero_message_opens: bool = False,
                  cached_files: int = DEFAULT_CACHED, ids: IdMap = IDENTITY,
-                 xattrs: bool = True) -> None:
+                 xattrs: str = "auto") -> None:
         self.ids = ids  # idmap: stored owners <-> shown owners (layerfs/idmap.py)
         self.xattrs = xattrs
-        """False (-o noxattrs): every xattr request is ENOSYS, and the kernel stops asking."""
+        """-o xattrs=: ``off`` makes every xattr request ENOSYS (the kernel stops asking);
+        ``auto`` does so for GETXATTR once :attr:`image_without_xattrs` is set."""
+        self.image_without_xattrs = False
+        """Set by the mount (``auto``, read-only) once no layer is known to hold xattrs."""
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
@@ -340,7 +343,7 @@ class LayerOperations:
 
     @_request
     async def getxattr(self, ino: int, name: bytes, ctx: Context) -> bytes:
-        self._xattrs_served()
+        self._xattrs_served(name)
         return self.index.get_xattr(self._node(ino), name)
 
     @_request
@@ -348,9 +351,13 @@ class LayerOperations:
         self._xattrs_served()
         return self.index.list_xattrs(self._node(ino))
 
-    def _xattrs_served(self) -> None:
-        if not self.xattrs:
-            # The kernel then answers EOPNOTSUPP itself, with no round trip again.
+    def _xattrs_served(self, name: bytes | None = None) -> None:
+        # ENOSYS: the kernel then answers EOPNOTSUPP itself, with no round trip again
+        # (GETXATTR and LISTXATTR each once for the whole connection). Under auto only
+        # GETXATTR, the one `ls -l` sends per entry, and never for a name of layerfs's
+        # own (user.layerfs.*: answered until some other name switches them all off).
+        if self.xattrs == "off" or (self.image_without_xattrs and name is not None
+                                    and not name.startswith(b"user.layerfs.")):
             raise FUSEError(errno.ENOSYS)
 
     # -- directories -----------------------------------------------------------

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from typing import Sequence
 
 import trio
 
@@ -33,6 +34,7 @@ from .logfile import daemon_log_file
 from .mountrecord import mount_record
 from .prefetch import warm_layers
 from .upper import Upper
+from .xattrcheck import image_shows_xattrs, layers_to_walk
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +162,37 @@ async def _complete_index(ops: LayerOperations, deferred: DeferredIndex | None) 
         if deferred.index is None:
             return  # failed: requests get EIO
         await ops.until_ready()
-    await _read_index(ops)
+    async with trio.open_nursery() as nursery:
+        walked: list[str] = []
+        if ops.xattrs == "auto" and ops.upper is None:
+            walked = layers_to_walk(ops.index.views)  # the walk reads them ahead
+            nursery.start_soon(_check_xattrs, ops)
+        await _read_index(ops, skip_read_ahead=walked)
+
+
+async def _check_xattrs(ops: LayerOperations) -> None:
+    """-o xattrs=auto on a read-only mount: once no layer is known to hold xattrs,
+    GETXATTR is answered ENOSYS (see layerfs/xattrcheck.py)."""
+    started = time.monotonic()
+    try:
+        found = await image_shows_xattrs(ops.index.views)
+    except Exception:  # noqa: BLE001 - the check must never stop the mount
+        log.exception("cannot tell whether the layers hold xattrs: they are served")
+        return
+    if found:
+        log.info("the layers hold xattrs: they are served")
+        return
+    ops.image_without_xattrs = True
+    log.info("no layer holds xattrs (known in %.1f s): GETXATTR is answered ENOSYS from now "
+             "on, so the kernel stops asking (-o xattrs=on serves them)",
+             time.monotonic() - started)
 
 
 QUIET_SPELL = 0.05
 """How long no request must have come before the index is read in the background."""
 
 
-async def _read_index(ops: LayerOperations) -> None:
+async def _read_index(ops: LayerOperations, skip_read_ahead: Sequence[str] = ()) -> None:
     """Read the rest of the layers' directories into the index while no requests
     come, a few milliseconds at a time (the mount is live meanwhile: a request
     for a directory not read yet reads it at once, and a busy mount reads
@@ -175,7 +200,8 @@ async def _read_index(ops: LayerOperations) -> None:
     started = time.monotonic()
     index = ops.index
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)])
+        nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)
+                                         if layer.root not in skip_read_ahead])
         while True:
             quiet_for = time.monotonic() - ops.last_request
             if quiet_for < QUIET_SPELL:
@@ -201,7 +227,7 @@ def serve(index: PathIndex | DeferredIndex, mountpoint: str, *,
           debug: bool = False, log_file: str | None = None,
           fsname: str = "layerfs", upper: Upper | None = None,
           subtype: str = "layerfs", engine: str | None = None,
-          ids: IdMap = IDENTITY, xattrs: bool = True) -> None:
+          ids: IdMap = IDENTITY, xattrs: str = "auto") -> None:
     """Mount ``index`` at ``mountpoint`` and serve until unmounted or signalled;
     writable through ``upper`` if given; on the FUSE engine named ``engine``
     (None: $LAYERFS_ENGINE, else the default). A deferred index is completed

@@ -28,6 +28,7 @@ IGNORED_KEYS = frozenset({
 })
 REDIRECT_DIR_VALUES = ("on", "off", "follow", "nofollow")
 ENGINES = ("native", "pyfuse3")
+XATTRS_VALUES = ("auto", "on", "off")
 
 
 @dataclass
@@ -45,9 +46,11 @@ class MountOptions:
     """Skip every sync to the upper dir (the kernel's ``volatile``)."""
     engine: str | None = None
     """The FUSE engine to serve with (``engine=native|pyfuse3``), None for the default."""
-    xattrs: bool = True
-    """False with ``noxattrs`` (fuse-overlayfs's name): xattr requests are answered
-    ENOSYS, so the kernel stops asking (``ls -l`` asks for two on every entry)."""
+    xattrs: str = "auto"
+    """``xattrs=auto|on|off`` (``noxattrs``, fuse-overlayfs's name, is ``off``): with
+    ``off`` xattr requests are answered ENOSYS, so the kernel stops asking (``ls -l``
+    asks for two on every entry); ``auto`` does so on a read-only mount once no layer
+    is known to hold any (see layerfs/xattrcheck.py); ``on`` always serves them."""
     ids: dict[str, str | None] = field(default_factory=dict)
     """Owner options (squash_to_*, uidmapping=, gidmapping=): see layerfs/idmap.py."""
 
@@ -108,7 +111,11 @@ def parse_options(strings: list[str]) -> MountOptions:
             elif key in ("ro", "rw") and not has_value:
                 options.read_only = key == "ro"
             elif key == "noxattrs" and value in ("", "1"):
-                options.xattrs = False
+                options.xattrs = "off"
+            elif key == "xattrs" and has_value:
+                if value not in XATTRS_VALUES:
+                    raise UsageError(f"-o {item}: expected one of {', '.join(XATTRS_VALUES)}")
+                options.xattrs = value
             elif key in ("userxattr", "volatile") and not has_value:
                 setattr(options, key, True)
             elif key in ID_KEYS and has_value or key in ID_FLAGS and not has_value:

@@ -53,7 +53,8 @@ class Sidecar:
     xattrs: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
     implied_dirs: set[bytes] = field(default_factory=set)
     info: dict = field(default_factory=dict)
-    """Facts about the layer (digests, sizes, entry count) for inspect and cache ls."""
+    """Facts about the layer (digests, sizes, entry count) for inspect and cache ls, and
+    whether its entries carry xattrs (``has_xattrs``: see layerfs/xattrcheck.py)."""
 
     # -- queries (pure) ------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Output for the explore commands: aligned tables, paths, colour, JSON (sizes: :mod:`layerfs.sizes`).
+"""Output for the explore commands: tables, paths, colour, JSON (sizes: :mod:`layerfs.sizes`,
+tables: :mod:`layerfs.tables`).
 
 Colour (ANSI) only when the stream is a terminal and ``NO_COLOR`` is unset;
 piped output is plain text that scripts can cut.
@@ -10,6 +11,8 @@ import json
 import os
 import sys
 from typing import Sequence, TextIO
+
+from .. import tables
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
           "magenta": "35", "cyan": "36"}
@@ -66,24 +69,9 @@ def one_line(text: str, width: int = 60) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], paint: Painter,
           styles: Sequence[Sequence[str] | None] | None = None, indent: str = "") -> str:
-    """Columns padded to their widest cell; the last column is never padded.
-
-    ``styles`` gives per-row styles (applied after padding, so widths stay right).
-    """
-    all_rows = [list(header)] + [list(r) for r in rows]
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
-    lines = []
-    for number, row in enumerate(all_rows):
-        last = len(row) - 1
-        cells = [c.ljust(w) if i < last else c
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        line = "  ".join(cells).rstrip()
-        if number == 0:
-            line = paint(line, "bold")
-        elif styles is not None and styles[number - 1]:
-            line = paint(line, *styles[number - 1])  # type: ignore[misc]
-        lines.append(indent + line)
-    return "\n".join(lines)
+    """Columns under a header (:mod:`layerfs.tables`: drawn by rich on a terminal, plain
+    padded columns when piped); ``styles`` gives per-row styles, used when ``paint`` is."""
+    return tables.render(header, rows, styles=styles if paint.enabled else None, indent=indent)
 
 
 def dumps(document: object) -> str:

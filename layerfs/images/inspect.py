@@ -11,6 +11,7 @@ import json
 
 from ..errors import ImageError
 from ..sizes import format_size, plural
+from ..tables import render
 from ..unpack import LayerCache
 from ..unpack.digests import short
 from ..unpack.survey import survey_blob, survey_dir
@@ -128,15 +129,11 @@ def render_summary(plan: ImagePlan) -> str:
 
 
 def render_table(plan: ImagePlan, rows: list[dict]) -> str:
-    lines = [f"{plan.name}  ({plan.form}, {plural(len(rows), 'layer')}, bottom first)",
-             render_summary(plan), ""]
-    table = [COLUMNS] + [(
+    table = [(
         str(row["position"]), short(row["diff_id"]) or "-", short(row["chain_id"]) or "-",
         short(row["blob_digest"]) or "-", format_size(row["compressed_size"]), format_size(row["size"]),
         "-" if row["entries"] is None else str(row["entries"]),
         " ".join(row["created_by"].split())[:60] or "-",
     ) for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
-    for r in table:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
-    return "\n".join(lines)
+    return "\n".join([f"{plan.name}  ({plan.form}, {plural(len(rows), 'layer')}, bottom first)",
+                      render_summary(plan), "", render(COLUMNS, table)])

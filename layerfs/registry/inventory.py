@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..sidecar import load_sidecar
 from ..sizes import format_size, plural
+from ..tables import render
 from ..unpack import LayerCache
 from ..unpack.inventory import image_records, list_layers
 from ..unpack.locks import is_locked
@@ -181,22 +182,18 @@ def render_registry(skeletons: list[SkeletonInfo], partials: list[PartialInfo]) 
     from ..unpack.digests import short
     sections = []
     if skeletons:
-        lines = ["LAZY BLOB       ON DISK    OF SIZE  ENTRIES  IN USE  IMAGES"]
-        for item in skeletons:
-            images = ", ".join(item.images) or ("- (unpacked whole)" if item.superseded
-                                                else "-")
-            lines.append(f"{short(item.lazy.blob_digest):12}  {format_size(item.on_disk):>9}  "
-                         f"{format_size(item.size):>9}  {item.info.get('entries', '-')!s:>7}  "
-                         f"{'yes' if item.in_use else 'no':6}  {images}")
-        lines.append(f"{plural(len(skeletons), 'lazy skeleton')}, "
-                     f"{format_size(sum(item.on_disk for item in skeletons))} on disk")
-        sections.append("\n".join(lines))
+        rows = [(short(item.lazy.blob_digest), format_size(item.on_disk), format_size(item.size),
+                 str(item.info.get("entries", "-")), "yes" if item.in_use else "no",
+                 ", ".join(item.images) or ("- (unpacked whole)" if item.superseded else "-"))
+                for item in skeletons]
+        sections.append(render(("LAZY BLOB", "ON DISK", "OF SIZE", "ENTRIES", "IN USE",
+                                "IMAGES"), rows, right={1, 2, 3}) + "\n"
+                        + f"{plural(len(skeletons), 'lazy skeleton')}, "
+                        f"{format_size(sum(item.on_disk for item in skeletons))} on disk")
     if partials:
-        lines = ["PARTIAL BLOB    ON DISK  IN USE"]
-        for partial in partials:
-            lines.append(f"{short(partial.digest):12}  {format_size(partial.on_disk):>9}  "
-                         f"{'yes' if partial.in_use else 'no'}")
-        lines.append(f"{plural(len(partials), 'partial download')}, "
-                     f"{format_size(sum(p.on_disk for p in partials))} on disk")
-        sections.append("\n".join(lines))
+        rows = [(short(partial.digest), format_size(partial.on_disk),
+                 "yes" if partial.in_use else "no") for partial in partials]
+        sections.append(render(("PARTIAL BLOB", "ON DISK", "IN USE"), rows, right={1}) + "\n"
+                        + f"{plural(len(partials), 'partial download')}, "
+                        f"{format_size(sum(p.on_disk for p in partials))} on disk")
     return "\n\n".join(sections)

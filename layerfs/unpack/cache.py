@@ -168,6 +168,7 @@ class LayerCache:
             "compression": stream.compression,
             "entries": writer.entries,
             "file_bytes": writer.file_bytes,
+            "has_xattrs": writer.has_xattrs,
             "privileged": self.privileged,
             "unpacked_at": int(time.time()),
             "_sidecar": writer.sidecar,

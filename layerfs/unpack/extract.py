@@ -56,6 +56,9 @@ class LayerWriter:
         self.dir_times: dict[bytes, int] = {}
         self.entries = 0
         self.file_bytes = 0
+        self.has_xattrs = False
+        """Whether some entry carried an xattr the mount shows (recorded in the layer's
+        info as ``has_xattrs``: a mount of layers without any can stop serving them)."""
 
     # -- public ----------------------------------------------------------------
 
@@ -326,6 +329,7 @@ class LayerWriter:
                                  f"xattr name '{shown(name)}'")
             if name.startswith(OVERLAY_XATTR_PREFIXES):
                 continue  # overlay's own bookkeeping would change the layer's meaning
+            self.has_xattrs = True
             data = value.encode("utf-8", "surrogateescape")
             if self._can_try_xattr(name, kind):
                 try:

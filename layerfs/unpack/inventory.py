@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..sidecar import SIDECAR_NAME, load_sidecar
 from ..sizes import format_size, plural
+from ..tables import render
 from .cache import CachedLayer, LayerCache
 from .locks import is_locked
 
@@ -104,15 +105,13 @@ def prune(cache: LayerCache, *, all_layers: bool = False) -> PruneReport:
 
 def render_layers(items: list[CachedLayerInfo]) -> str:
     from .digests import short
-    lines = ["CHAINID       SIZE      ENTRIES  IN USE  IMAGES"]
-    for item in items:
-        lines.append(f"{short(item.layer.chain_id):12}  {format_size(item.size):>8}  "
-                     f"{item.info.get('entries', '-')!s:>7}  {'yes' if item.in_use else 'no':6}  "
-                     f"{', '.join(item.images) or '-'}")
+    rows = [(short(item.layer.chain_id), format_size(item.size),
+             str(item.info.get("entries", "-")), "yes" if item.in_use else "no",
+             ", ".join(item.images) or "-") for item in items]
     total = sum(item.size for item in items)
-    lines.append(f"{plural(len(items), 'layer')}, {format_size(total)}")
-    return "\n".join(lines)
-
+    return "\n".join([render(("CHAINID", "SIZE", "ENTRIES", "IN USE", "IMAGES"), rows,
+                             right={1, 2}),
+                      f"{plural(len(items), 'layer')}, {format_size(total)}"])
 
 
 def cache_json(layers: list[CachedLayerInfo], skeletons: list, partials: list) -> str:
