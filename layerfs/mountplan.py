@@ -137,7 +137,8 @@ class MountPlan:
     fuse_options: set[str] = field(default_factory=set)
     engine: str | None = None
     ids: IdMap = IDENTITY
-    xattrs: bool = True
+    xattrs: str = "auto"
+    """``-o xattrs=auto|on|off`` (see :class:`layerfs.options.MountOptions`)."""
     fsname: str = "layerfs"
     subtype: str = "layerfs"
     quiet: bool = False

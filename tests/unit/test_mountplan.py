@@ -132,7 +132,7 @@ def test_options_reach_the_engine(tmp_path):
     options = parse_options(["engine=pyfuse3,noxattrs,allow_other,squash_to_root"])
     plan = plan_mount(None, options, layers=[str(lower)])
     served = plan.serve_options()
-    assert served["engine"] == "pyfuse3" and served["xattrs"] is False
+    assert served["engine"] == "pyfuse3" and served["xattrs"] == "off"
     assert "allow_other" in served["extra_options"]
     assert served["ids"].squash_uid == 0
     assert plan_mount(None, options, layers=[str(lower)], engine="native").engine == "native"
