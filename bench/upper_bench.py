@@ -41,11 +41,10 @@ class LayerfsVolatile(Layerfs):
     they are renamed into place, as fuse-overlayfs never does; the kernel and
     layerfs by default do."""
 
-    name = "layerfs-volatile"
-
-    def mount_command(self, spec: MountSpec, mountpoint: str) -> list[str]:
-        return [self.python, "-m", "layerfs", "mount", "-o", spec.overlay_options() + ",volatile",
-                mountpoint]
+    def __init__(self, repo: str, python: str) -> None:
+        # Named by its options ("layerfs-volatile"): a name of its own keeps its
+        # figures apart from layerfs's.
+        super().__init__(repo, python, options="volatile")
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = "/var/tmp/layerfs-upper-bench"

@@ -3,19 +3,21 @@
 :class:`LayerOperations` implements :class:`layerfs.fuse.api.Operations`, the
 engine-neutral contract: handlers take the inode (and the handle, where the
 kernel sent one) and whichever engine runs the mount (:mod:`layerfs.engines`)
-turns kernel requests into these calls. Attributes, lookups and listings
-come from :class:`~layerfs.index.PathIndex`; file data and xattrs are read
-from the backing layer, through the descriptors of
-:class:`~layerfs.openfiles.OpenFiles`. Write requests go to
-:class:`~layerfs.upper.Upper` when the mount has an upper dir (EROFS
+turns kernel requests into these calls. This module holds the lifecycle and
+the requests that read: attributes, lookups and listings come from
+:class:`~layerfs.index.PathIndex`; file data and xattrs are read from the
+backing layer, through the descriptors of :class:`~layerfs.openfiles.OpenFiles`
+(which follows a file copied up since it was opened). The write requests
+are :class:`~layerfs.fswrites.WriteOperations`' (the base class): each one
+call of :class:`~layerfs.upper.Upper` when the mount has an upper dir (EROFS
 without). No merge or copy-up logic lives here: handlers resolve inodes and
 handles, call in, and tell the kernel what changed (through the engine's
 :class:`~layerfs.fuse.api.Notifier`). Every handler runs inside
-:func:`_request`, which maps exceptions to errno in one place (unexpected
-ones to EIO with a logged traceback). A mount whose layers are still
-arriving (:class:`~layerfs.deferred.DeferredIndex`) makes :func:`_request`
-wait for the index, in that one place, before any handler that needs it;
-statfs and the root's attributes are answered at once.
+:func:`layerfs.handler.request`, which maps exceptions to errno in one place
+(unexpected ones to EIO with a logged traceback). A mount whose layers are
+still arriving (:class:`~layerfs.deferred.DeferredIndex`) makes it wait for
+the index, in that one place, before any handler that needs it; statfs and
+the root's attributes are answered at once.
 
 Read-only mounts on an engine with zero-message opens answer OPEN and
 OPENDIR with ENOSYS: the kernel then opens files and directories without
@@ -29,25 +31,21 @@ the kernel did not ask for is invalidated.
 from __future__ import annotations
 
 import errno
-import functools
-import logging
 import os
 import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Callable, Iterable
 
 import trio
 
-from .backing import backing_io, open_for_reading, read_if_cached
+from .backing import read_if_cached
 from .deferred import DeferredIndex
-from .errors import LayerfsError, errno_for
-from .fuse import api
+from .fswrites import WriteOperations
 from .fuse.api import (
     ROOT_INODE,
     AddDirEntry,
-    AttrChanges,
     Attributes,
     Context,
     Entry,
@@ -56,22 +54,14 @@ from .fuse.api import (
     Notifier,
     Opened,
 )
+from .handler import request as _request
 from .idmap import IDENTITY, IdMap
 from .index import Node, PathIndex
 from .openfiles import DEFAULT_CACHED, OpenFile, OpenFiles
-from .upper import Caller, Upper
-from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE
-
-log = logging.getLogger(__name__)
+from .upper import Upper
 
 # Layers never change behind the kernel's back: let it cache for long.
 CACHE_TIMEOUT = 3600.0
-
-# Writes up to this size are done on the event loop, bigger ones in a thread.
-_INLINE_WRITE_BYTES = 1 << 20
-
-# A copy_file_range reply counts its bytes in 32 bits: copy at most this much at once.
-_COPY_CHUNK = 1 << 30
 
 # readdir offsets: 1 and 2 are "." and "..", children start at 3.
 _FIRST_CHILD_OFFSET = 3
@@ -79,43 +69,6 @@ _FIRST_CHILD_OFFSET = 3
 # setxattr(2) flags.
 _XATTR_CREATE = 1
 _XATTR_REPLACE = 2
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _request(handler: F) -> F:
-    """Log the request under --debug and turn any exception into a FUSE errno."""
-    name = handler.__name__
-
-    @functools.wraps(handler)
-    async def wrapper(self: "LayerOperations", *args: Any) -> Any:
-        self.last_request = time.monotonic()
-        if self.debug:
-            log.debug("%s%r", name, _shown_args(args))
-        try:
-            if self._deferred is not None and not self._answers_early(name, args):
-                await self.until_ready()
-            return await handler(self, *args)
-        except FUSEError:
-            raise
-        except (OSError, LayerfsError) as exc:
-            if self.debug:
-                log.debug("%s failed: %s", name, exc)
-            raise FUSEError(errno_for(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - a bug must fail one request, not the daemon
-            log.exception("unexpected error in %s%r", name, args)
-            raise FUSEError(errno_for(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _shown_args(args: tuple) -> tuple:
-    """A request's arguments for the debug log: without the context, data abridged."""
-    if args and isinstance(args[-1], Context):
-        args = args[:-1]
-    return tuple(f"<{len(arg)} bytes>" if isinstance(arg, (bytes, memoryview)) and len(arg) > 64
-                 else arg for arg in args)
-
 
 @dataclass(slots=True)
 class OpenDir:
@@ -134,7 +87,7 @@ class _NoKernel:
         pass
 
 
-class LayerOperations:
+class LayerOperations(WriteOperations):
     """FUSE view of a :class:`PathIndex`, writable through an :class:`Upper`.
 
     ``zero_message_opens``: the engine can let the kernel open without asking
@@ -157,8 +110,6 @@ class LayerOperations:
         self._after_init = after_init
         self._deferred: DeferredIndex | None = None
         """Until the layers are all present: the index to wait for."""
-        self._fetching = False
-        """Whether some layer fetches file data on first open (a lazy registry layer)."""
         if isinstance(index, DeferredIndex):
             self._deferred = index
             self.index: PathIndex = None  # type: ignore[assignment]  # set once ready
@@ -169,7 +120,6 @@ class LayerOperations:
         self.zero_message_opens = zero_message_opens and upper is None
         """Whether OPEN and OPENDIR are answered ENOSYS (read-only mounts only)."""
         self.notifier: Notifier = _NoKernel()
-        self._layer_fds: list[int] = []
         self._files = OpenFiles(cached_files)
         self._dirs: dict[int, OpenDir] = {}
         self._lookups: Counter[int] = Counter()
@@ -194,17 +144,11 @@ class LayerOperations:
         """Hold each layer's root open: backing files are opened beneath it."""
         if self._deferred is not None:
             return  # once the index is ready
-        self._fetching = any(layer.fetches_content for layer in self.index.layers)
-        for layer in self.index.layers:
-            self._layer_fds.append(
-                os.open(layer.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        self._name_max = min(os.statvfs(fd).f_namemax for fd in self._layer_fds)
+        self._files.open_layers(self.index)
+        self._name_max = min(os.statvfs(fd).f_namemax for fd in self._files.layer_roots)
 
     def close_layers(self) -> None:
         self._files.close()
-        for fd in self._layer_fds:
-            os.close(fd)
-        self._layer_fds.clear()
 
     # -- a mount whose layers are still arriving ---------------------------------
 
@@ -258,23 +202,14 @@ class LayerOperations:
         if self.index.is_attached(node):
             self.upper.refresh(node)
         else:
-            fd = self._upper_fd(node)
+            fd = self._files.upper_fd(node)
             if fd is not None:
                 self.index.set_stat(node, os.fstat(fd))
         return node
 
-    def _upper_fd(self, node: Node) -> int | None:
-        """A descriptor some handle holds of ``node``'s upper file (its only way
-        in once its last name is gone)."""
-        return next((handle.fd for handle in self._files.handles()
-                     if handle.node.ino == node.ino and handle.layer == self.index.upper), None)
-
     def _entry(self, node: Node) -> Entry:
         self._remember(node)
         return self._attributes(node)
-
-    def _caller(self, ctx: Context) -> Caller:
-        return Caller(*self.ids.new_owner(ctx.uid, ctx.gid))  # idmap: the stored owner-to-be
 
     def _attributes(self, node: Node) -> Entry:
         return Entry(Attributes(ino=node.ino, mode=node.mode, nlink=node.shown_nlink,
@@ -425,50 +360,28 @@ class LayerOperations:
 
     # -- files -----------------------------------------------------------------
 
-    def _open_backing(self, node: Node) -> tuple[int, int]:
-        """A read-only descriptor of ``node``'s data, and the layer providing ``node``."""
-        position, relpath = self.index.data_backing(node)
-        layer = self.index.layers[position]
-        layer.ensure_content(relpath)
-        with backing_io(layer, relpath):
-            return open_for_reading(self._layer_fds[position], relpath), node.layer
-
-    async def _open_for_reading(self, node: Node) -> tuple[int, int]:
-        if self._fetching:
+    async def _open_for_reading(self, node: Node) -> OpenFile:
+        if self._files.fetching:
             # Its data may first have to come over the network: not on the event loop.
-            return await trio.to_thread.run_sync(self._open_backing, node)
+            return await trio.to_thread.run_sync(self._files.open_backing, node)
         # The index already stat'ed this file at mount: opening it is a
         # short, cached path walk, cheaper inline than a thread hop.
-        return self._open_backing(node)
+        return self._files.open_backing(node)
 
     async def _reader(self, ino: int, fh: int) -> OpenFile:
         """The open file that serves reads of ``ino``: handle ``fh``'s, or for
-        fh 0 (opened without asking) a cached descriptor by inode."""
+        fh 0 (opened without asking) a cached descriptor by inode. Either is on
+        the file the node shows now (the table follows a copy-up)."""
         if fh:
             handle = self._files.get(fh)
             if handle is None:
                 raise FUSEError(errno.EBADF)
-        else:
-            cached = self._files.cached(ino)
-            if cached is None:
-                node = self._node(ino)
-                fd, layer = await self._open_for_reading(node)
-                cached = OpenFile(node, fd, layer, False)
-                self._files.cache(cached)
-            handle = cached
-        if handle.layer != handle.node.layer and self.index.is_attached(handle.node):
-            # Copied up since it was opened: read the new file, as the kernel does.
-            fd, layer = await trio.to_thread.run_sync(self._open_backing, handle.node)
-            os.close(handle.fd)
-            handle.fd, handle.layer = fd, layer
-        return handle
-
-    def _writer(self, fh: int) -> OpenFile:
-        """The open file of handle ``fh``, which must be open for writing."""
-        handle = self._files.get(fh)
-        if handle is None or not handle.writable:
-            raise FUSEError(errno.EBADF)
-        return handle
+            return handle
+        cached = self._files.cached(ino)
+        if cached is None:
+            cached = await self._open_for_reading(self._node(ino))
+            self._files.cache(cached)
+        return cached
 
     @_request
     async def open(self, ino: int, flags: int, ctx: Context) -> Opened:
@@ -484,10 +397,10 @@ class LayerOperations:
                                     slow=not flags & os.O_TRUNC and upper.needs_data_copy(node))
             if flags & os.O_TRUNC:
                 self._stale.add(node.ino)
-            layer = node.layer
+            opened = OpenFile(node, fd, node.layer, True)
         else:
-            fd, layer = await self._open_for_reading(node)
-        fh = self._files.add(OpenFile(node, fd, layer, writing))
+            opened = await self._open_for_reading(node)
+        fh = self._files.add(opened)
         # A file only read has nothing to flush on close.
         return Opened(fh, keep_cache=True, noflush=not writing)
 
@@ -504,17 +417,6 @@ class LayerOperations:
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, offset)
 
     @_request
-    async def write(self, ino: int, fh: int, offset: int, data: bytes | memoryview) -> int:
-        handle = self._writer(fh)
-        if len(data) <= _INLINE_WRITE_BYTES:
-            # Into the page cache: quicker than handing it to a worker thread.
-            written = os.pwrite(handle.fd, data, offset)
-        else:
-            written = await trio.to_thread.run_sync(os.pwrite, handle.fd, data, offset)
-        self._stale.add(handle.node.ino)
-        return written
-
-    @_request
     async def release(self, ino: int, fh: int) -> None:
         self._files.release(fh)
 
@@ -528,151 +430,12 @@ class LayerOperations:
         return None
 
     @_request
-    async def fsync(self, ino: int, fh: int, datasync: bool) -> None:
-        handle = self._files.get(fh)
-        if handle is None or not handle.writable or self.upper is None \
-                or not self.upper.disk.fsync_enabled:
-            return None
-        await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, handle.fd)
-
-    @_request
     async def lseek(self, ino: int, fh: int, offset: int, whence: int) -> int:
         # The kernel asks only for SEEK_DATA and SEEK_HOLE: the backing file knows.
         if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
             raise FUSEError(errno.EINVAL)
         handle = await self._reader(ino, fh)
         return os.lseek(handle.fd, offset, whence)
-
-    # -- writes: through the upper dir, EROFS without one --------------------------
-
-    def _writable(self) -> Upper:
-        if self.upper is None:
-            raise FUSEError(errno.EROFS)
-        return self.upper
-
-    async def _change(self, operation: Callable[..., Any], *args: Any, slow: bool = False) -> Any:
-        """Run one change of the tree, one at a time; a slow one (copying file
-        data) in a worker thread. Then tell the kernel about side effects."""
-        if self._write_lock is None:
-            self._write_lock = trio.Lock()
-        upper = self._writable()
-        async with self._write_lock:
-            try:
-                if slow:
-                    return await trio.to_thread.run_sync(operation, *args)
-                return operation(*args)
-            finally:
-                touched, upper.touched = upper.touched, set()
-                for ino in touched:
-                    self._stale.discard(ino)
-                    node = self.index.get(ino)
-                    # A directory's cached listing goes too; a file's pages
-                    # stay (a copy-up keeps its data, and dropping pages from
-                    # inside a request could wait on a read we must answer).
-                    self.notifier.invalidate_inode(
-                        ino, attr_only=node is None or not node.is_dir)
-
-    @_request
-    async def fallocate(self, ino: int, fh: int, offset: int, length: int, mode: int) -> None:
-        upper = self._writable()
-        node = self._node(ino)
-        fd = self._writer(fh).fd if fh else None
-        await self._change(functools.partial(upper.fallocate, node, offset, length, mode, fd=fd),
-                           slow=True)
-        self._stale.discard(ino)
-
-    @_request
-    async def copy_file_range(self, ino_in: int, fh_in: int, offset_in: int, ino_out: int,
-                              fh_out: int, offset_out: int, length: int, flags: int) -> int:
-        self._writable()
-        if flags:
-            raise FUSEError(errno.EINVAL)
-        source = await self._reader(ino_in, fh_in)
-        target = self._writer(fh_out)  # opened for writing: copied up already
-        copied = await trio.to_thread.run_sync(
-            os.copy_file_range, source.fd, target.fd, min(length, _COPY_CHUNK),
-            offset_in, offset_out)
-        self._stale.add(target.node.ino)
-        return copied
-
-    @_request
-    async def create(self, parent: int, name: bytes, mode: int, flags: int,
-                     ctx: Context) -> tuple[Opened, Entry]:
-        upper = self._writable()
-        directory = self._node(parent)
-        node, fd = await self._change(upper.create, directory, name, mode, self._caller(ctx), flags)
-        fh = self._files.add(OpenFile(node, fd, node.layer, True))
-        return Opened(fh, keep_cache=True), self._entry(node)
-
-    @_request
-    async def mkdir(self, parent: int, name: bytes, mode: int, ctx: Context) -> Entry:
-        upper = self._writable()
-        node = await self._change(upper.mkdir, self._node(parent), name, mode, self._caller(ctx))
-        return self._entry(node)
-
-    @_request
-    async def mknod(self, parent: int, name: bytes, mode: int, rdev: int,
-                    ctx: Context) -> Entry:
-        upper = self._writable()
-        node = await self._change(upper.mknod, self._node(parent), name, mode, rdev,
-                                  self._caller(ctx))
-        return self._entry(node)
-
-    @_request
-    async def symlink(self, parent: int, name: bytes, target: bytes, ctx: Context) -> Entry:
-        upper = self._writable()
-        node = await self._change(upper.symlink, self._node(parent), name, target,
-                                  self._caller(ctx))
-        return self._entry(node)
-
-    @_request
-    async def link(self, ino: int, new_parent: int, new_name: bytes, ctx: Context) -> Entry:
-        upper = self._writable()
-        node = self._node(ino)
-        alias = await self._change(upper.link, node, self._node(new_parent), new_name,
-                                   slow=upper.needs_data_copy(node))
-        return self._entry(alias)
-
-    @_request
-    async def unlink(self, parent: int, name: bytes, ctx: Context) -> None:
-        upper = self._writable()
-        await self._change(upper.unlink, self._node(parent), name)
-
-    @_request
-    async def rmdir(self, parent: int, name: bytes, ctx: Context) -> None:
-        upper = self._writable()
-        await self._change(upper.rmdir, self._node(parent), name)
-
-    @_request
-    async def rename(self, parent: int, name: bytes, new_parent: int, new_name: bytes,
-                     flags: int, ctx: Context) -> None:
-        upper = self._writable()
-        old_parent = self._node(parent)
-        moving = self.index.lookup(old_parent, name)
-        slow = moving is not None and upper.needs_data_copy(moving)
-        if flags & ~(api.RENAME_NOREPLACE | api.RENAME_EXCHANGE):
-            raise FUSEError(errno.EINVAL)
-        ours = (RENAME_NOREPLACE if flags & api.RENAME_NOREPLACE else 0) | \
-            (RENAME_EXCHANGE if flags & api.RENAME_EXCHANGE else 0)
-        await self._change(upper.rename, old_parent, name, self._node(new_parent),
-                           new_name, ours, slow=slow)
-
-    @_request
-    async def setattr(self, ino: int, changes: AttrChanges, fh: int | None,
-                      ctx: Context) -> Entry:
-        upper = self._writable()
-        node = self._node(ino)
-        handle = self._files.get(fh) if fh is not None else None
-        fd = handle.fd if handle is not None and handle.writable else None
-        if fd is None and not self.index.is_attached(node):
-            fd = self._upper_fd(node)
-        uid, gid = self.ids.chown_to(changes.uid, changes.gid)  # idmap
-        slow = changes.size not in (None, 0) and upper.needs_data_copy(node)
-        await self._change(functools.partial(
-            upper.setattr, node, fd=fd, mode=changes.mode, uid=uid, gid=gid,
-            size=changes.size, atime_ns=changes.atime_ns, mtime_ns=changes.mtime_ns), slow=slow)
-        self._stale.discard(node.ino)
-        return self._attributes(node)
 
     @_request
     async def setxattr(self, ino: int, name: bytes, value: bytes, flags: int,

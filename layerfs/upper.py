@@ -1,43 +1,45 @@
-"""Writing through the merged view: copy-up, whiteouts, opaque dirs, redirects.
+"""Writing through the merged view: the rules for names (whiteouts, opaque dirs, redirects).
 
 :class:`Upper` carries out each write operation on the merged tree the way
 the kernel overlay does (Documentation/filesystems/overlayfs.rst, and what
 the kernel writes, checked by tests that run both side by side):
 
-- an entry from a lower layer is copied up before it changes -- data, owner,
-  mode, times and xattrs, parent dirs first -- and keeps its inode number;
-  hard-linked lower names are copied up together and stay one inode;
+- an entry from a lower layer is copied up before it changes
+  (:mod:`layerfs.copyup`); changes of an entry's data, attributes and xattrs
+  are :mod:`layerfs.attrchanges`'s, which :class:`Upper` builds on;
+- creating, linking, removing and renaming names are this module's;
 - removing a name the lower layers show leaves a whiteout; a directory made
   where a whiteout is, or inside a merged directory, is opaque;
 - renaming a lower or merged directory sets a redirect to where its lower
   layers hold it (``redirect_dir=on``), or fails with EXDEV (``off``).
 
 It raises OSError with the kernel's errno and knows nothing of FUSE. Each
-change is written to disk by :class:`~layerfs.upperdir.UpperDir` first and
-then recorded in the merged tree (:class:`~layerfs.tree.MergedTree`), so the
-tree never shows a state the disk does not hold. What it reads of the layers
+write method is one change (:func:`~layerfs.changes.one_change`): it
+returns a :class:`~layerfs.changes.Change`, its answer and the inodes it
+touched on the side, for the caller to invalidate. Each change is written
+to disk by :class:`~layerfs.upperdir.UpperDir` first and then recorded in
+the merged tree (:class:`~layerfs.tree.MergedTree`), so the tree never
+shows a state the disk does not hold. What it reads of the layers
 below (xattrs to copy, the names a whiteout must hide) it asks the
 :class:`~layerfs.index.PathIndex`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 from dataclasses import dataclass
 
-from .backing import open_for_reading
+from .attrchanges import AttributeChanges
+from .changes import one_change
+from .diskattrs import Attributes
 from .index import Node, PathIndex
 from .inodes import InodeNumbers
-from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, Attributes, UpperDir
-from .whiteouts import backing_xattr_name
+from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, UpperDir
 
 # The kernel's default limit (module parameter redirect_max) on a redirect's length.
 REDIRECT_MAX = 256
-# Copy-ups of bigger files run in a worker thread, not to stall other requests.
-SLOW_COPY_BYTES = 1 << 20
 
 
 def _fail(err: int) -> OSError:
@@ -56,21 +58,12 @@ def _join(parent: bytes, name: bytes) -> bytes:
     return parent + b"/" + name if parent else name
 
 
-class Upper:
+class Upper(AttributeChanges):
     """The write operations of a merged tree whose top layer is an upper dir."""
 
     def __init__(self, index: PathIndex, disk: UpperDir, *, redirect_dir: bool = True) -> None:
-        if index.upper is None:
-            raise ValueError("the index has no upper layer")
-        self.index = index
-        self.tree = index.tree
-        """Where each change is recorded (the index's tree; its layer views are read
-        through ``index``)."""
-        self.disk = disk
+        super().__init__(index, disk)
         self.redirect_dir = redirect_dir
-        self.upper = index.upper
-        self.touched: set[int] = set()
-        """Inodes whose attributes changed as a side effect (the caller tells the kernel)."""
 
     # -- helpers -------------------------------------------------------------------
 
@@ -95,114 +88,6 @@ class Upper:
         removing it from the merged view takes a whiteout."""
         return name in self.index.lower_children(parent)
 
-    def refresh(self, node: Node) -> None:
-        """Re-read the attributes of an upper node from the upper dir."""
-        if self.tree.is_upper(node) and self.tree.is_attached(node):
-            self.tree.set_stat(node, self.disk.lstat(node.path()))
-
-    def _shown_xattrs(self, node: Node) -> dict[bytes, bytes]:
-        """The xattrs ``node`` shows, under the names the upper dir stores them."""
-        values = {}
-        for name in self.index.list_xattrs(node):
-            stored = backing_xattr_name(name)
-            if stored is None:
-                continue
-            try:
-                values[stored] = self.index.get_xattr(node, name)
-            except OSError as exc:
-                if exc.errno not in (errno.ENODATA, errno.EPERM, errno.EACCES, errno.ENOTSUP):
-                    raise
-        return values
-
-    def _keep_number(self, node: Node, *, fresh: bool = False) -> None:
-        """Make ``node`` keep its inode number across remounts where its path
-        alone would not give it (renamed, hard-linked, or in place of a removed
-        entry). ``fresh``: nothing is recorded yet, so nothing to clear."""
-        path = node.path()
-        linked = node.children is None and node.nlink > 1
-        if node.ino != InodeNumbers.natural(path) or linked:
-            self.disk.keep_inode(path, node.ino)
-        elif not fresh:
-            self.disk.keep_inode(path, None)
-        else:
-            return
-        # Writing the xattr changed its ctime: show that one from the start, not
-        # a ctime that moves later with nothing changed.
-        self.refresh(node)
-
-    # -- copy-up ---------------------------------------------------------------------
-
-    def copy_up(self, node: Node, *, with_data: bool = True) -> None:
-        """Make the upper layer provide ``node`` (and its parents, first). A
-        metadata-only copy (the kernel's metacopy=on) gets its data now: any
-        change, even a rename, makes it a plain upper file."""
-        if self.tree.is_upper(node):
-            if node.ino in self.tree.data_elsewhere:
-                self._copy_up_one(node, with_data=with_data)
-            return
-        chain = []
-        current: Node | None = node
-        while current is not None and not self.tree.is_upper(current):
-            chain.append(current)
-            current = current.parent
-        for item in reversed(chain):
-            self._copy_up_one(item, with_data=with_data or item is not node)
-
-    def needs_data_copy(self, node: Node) -> bool:
-        """Whether copying ``node`` up moves enough file data to be worth a
-        worker thread (small copies are quicker than the hand-over)."""
-        return (not self.tree.is_upper(node) and stat.S_ISREG(node.mode)
-                and node.size > SLOW_COPY_BYTES)
-
-    def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
-        assert node.parent is not None
-        position, relpath = self.index.data_backing(node)
-        layer = self.index.layers[position]
-        replacing = self.tree.is_upper(node)  # a metadata-only copy, made whole
-        target = node.path()
-        attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
-                           atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
-
-        def open_source() -> int:
-            layer.ensure_content(relpath)
-            root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                return open_for_reading(root, relpath)
-            finally:
-                os.close(root)
-
-        with self.disk.times_kept(node.parent.path()), layer.at(relpath) as source:
-            temp = self.disk.build_copy(source, attrs, xattrs=self._shown_xattrs(node),
-                                        open_source=open_source, size=node.size,
-                                        with_data=with_data)
-            try:
-                if replacing:
-                    self.disk.replace(temp, target)
-                else:
-                    self.disk.install(temp, target)
-            except BaseException:
-                self.disk.discard(temp)
-                raise
-        self.tree.copied_up(node, self.disk.lstat(target))
-        if node.ino != InodeNumbers.natural(target):
-            self._keep_number(node, fresh=True)
-        if node.children is not None:
-            # Its nlink shows differently once merged with an upper dir.
-            self.touched.add(node.ino)
-        for alias in self.tree.aliases(node):
-            if alias is node or self.tree.is_upper(alias):
-                continue
-            # The other names of a lower hard-linked file follow it, so the
-            # inode stays one (the kernel's index=on behaviour).
-            assert alias.parent is not None
-            self.copy_up(alias.parent)
-            with self.disk.times_kept(alias.parent.path()):
-                self.disk.link(target, alias.path())
-            alias.layer = self.upper
-        if len(self.tree.aliases(node)) > 1:
-            self.tree.set_stat(node, self.disk.lstat(target))
-            self._keep_number(node, fresh=True)
-
     # -- new entries -------------------------------------------------------------------
 
     @staticmethod
@@ -220,7 +105,7 @@ class Upper:
                 rdev: int = 0, target: bytes = b"", open_flags: int | None = None
                 ) -> tuple[Node, int | None]:
         self._check_new_name(parent, name)
-        self.copy_up(parent)
+        self._copy_up(parent)
         relpath = _join(parent.path(), name)
         over_whiteout = self.disk.is_whiteout(relpath)
         uid, gid, mode = self._owner(parent, caller, mode)
@@ -245,6 +130,7 @@ class Upper:
         self.refresh(parent)
         return node, fd
 
+    @one_change
     def create(self, parent: Node, name: bytes, mode: int, caller: Caller,
                open_flags: int) -> tuple[Node, int]:
         """A new regular file, opened with ``open_flags``; returns it and the descriptor."""
@@ -254,9 +140,11 @@ class Upper:
         assert fd is not None
         return node, fd
 
+    @one_change
     def mkdir(self, parent: Node, name: bytes, mode: int, caller: Caller) -> Node:
         return self._create(parent, name, stat.S_IFDIR | stat.S_IMODE(mode), caller)[0]
 
+    @one_change
     def mknod(self, parent: Node, name: bytes, mode: int, rdev: int, caller: Caller) -> Node:
         kind = stat.S_IFMT(mode) or stat.S_IFREG
         if kind == stat.S_IFCHR and rdev == 0:
@@ -266,9 +154,11 @@ class Upper:
             raise _fail(errno.EINVAL)
         return self._create(parent, name, kind | stat.S_IMODE(mode), caller, rdev=rdev)[0]
 
+    @one_change
     def symlink(self, parent: Node, name: bytes, target: bytes, caller: Caller) -> Node:
         return self._create(parent, name, stat.S_IFLNK | 0o777, caller, target=target)[0]
 
+    @one_change
     def link(self, node: Node, parent: Node, name: bytes) -> Node:
         """A new name for ``node``'s inode."""
         if node.children is not None:
@@ -276,8 +166,8 @@ class Upper:
         if not self.tree.is_attached(node):
             raise _fail(errno.ENOENT)
         self._check_new_name(parent, name)
-        self.copy_up(node)
-        self.copy_up(parent)
+        self._copy_up(node)
+        self._copy_up(parent)
         relpath = _join(parent.path(), name)
         if self.disk.is_whiteout(relpath):
             temp = self.disk.build_link(node.path())
@@ -296,6 +186,7 @@ class Upper:
 
     # -- removal -------------------------------------------------------------------------
 
+    @one_change
     def unlink(self, parent: Node, name: bytes) -> Node:
         node = self._child(parent, name)
         if node.children is not None:
@@ -303,6 +194,7 @@ class Upper:
         self._remove(parent, node)
         return node
 
+    @one_change
     def rmdir(self, parent: Node, name: bytes) -> Node:
         node = self._child(parent, name)
         if node.children is None:
@@ -313,7 +205,7 @@ class Upper:
         return node
 
     def _remove(self, parent: Node, node: Node) -> None:
-        self.copy_up(parent)
+        self._copy_up(parent)
         relpath = node.path()
         if self.lower_positive(parent, node.name):
             self.disk.whiteout(relpath)
@@ -328,12 +220,13 @@ class Upper:
         self.tree.remove(node)
         if others:
             self.refresh(others[0])
-            self.touched.add(node.ino)
+            self._touch(node.ino)
         elif node.children is None:
             node.nlink = 0
 
     # -- rename ------------------------------------------------------------------------------
 
+    @one_change
     def rename(self, old_parent: Node, old_name: bytes, new_parent: Node, new_name: bytes,
                flags: int = 0) -> Node | None:
         """Move ``old_name`` to ``new_name``; returns the node it replaced, if any."""
@@ -366,8 +259,8 @@ class Upper:
         redirect = self._redirect_for(node, new_parent is old_parent)
         if target is not None and target.children:
             raise _fail(errno.ENOTEMPTY)
-        self.copy_up(node, with_data=True)
-        self.copy_up(new_parent)
+        self._copy_up(node, with_data=True)
+        self._copy_up(new_parent)
         old_rel = node.path()
         new_rel = _join(new_parent.path(), new_name)
         whiteout_old = self.lower_positive(old_parent, old_name)
@@ -407,8 +300,8 @@ class Upper:
         assert one_parent is not None and other_parent is not None
         one_redirect = self._redirect_for(one, one_parent is other_parent)
         other_redirect = self._redirect_for(other, one_parent is other_parent)
-        self.copy_up(one)
-        self.copy_up(other)
+        self._copy_up(one)
+        self._copy_up(other)
         one_rel, other_rel = one.path(), other.path()
         if one.children is not None:
             self._prepare_moved_dir(one, one_rel, other_parent, one_redirect)
@@ -472,109 +365,6 @@ class Upper:
             # A pure upper dir must not start merging with lower dirs at its new name.
             self.disk.set_opaque(relpath)
             self.tree.made_opaque(node)
-
-    # -- attributes ------------------------------------------------------------------------
-
-    def setattr(self, node: Node, *, mode: int | None = None, uid: int | None = None,
-                gid: int | None = None, size: int | None = None, atime_ns: int | None = None,
-                mtime_ns: int | None = None, fd: int | None = None) -> None:
-        """Change attributes (copying ``node`` up first); ``fd`` is an open upper
-        descriptor of it, needed once its last name is gone."""
-        attached = self.tree.is_attached(node)
-        if not attached and fd is None:
-            raise _fail(errno.ENOENT)
-        if attached:
-            self.copy_up(node, with_data=size != 0)
-        with self.disk.at(node.path()) if attached else contextlib.nullcontext() as path:
-            st = self._change_attributes(node, path, fd, mode=mode, uid=uid, gid=gid, size=size,
-                                         atime_ns=atime_ns, mtime_ns=mtime_ns)
-        self.tree.set_stat(node, st)
-
-    @staticmethod
-    def _change_attributes(node: Node, path: bytes | None, fd: int | None, *, mode: int | None,
-                           uid: int | None, gid: int | None, size: int | None,
-                           atime_ns: int | None, mtime_ns: int | None) -> os.stat_result:
-        if size is not None:
-            if fd is not None:
-                os.ftruncate(fd, size)
-            else:
-                assert path is not None
-                tfd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    os.ftruncate(tfd, size)
-                finally:
-                    os.close(tfd)
-        where: int | bytes = path if path is not None else fd  # type: ignore[assignment]
-        if uid is not None or gid is not None:
-            os.chown(where, -1 if uid is None else uid, -1 if gid is None else gid,
-                     **({"follow_symlinks": False} if path is not None else {}))
-        if mode is not None and not stat.S_ISLNK(node.mode):
-            os.chmod(where, stat.S_IMODE(mode))
-        if atime_ns is not None or mtime_ns is not None:
-            st = os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
-            times = (st.st_atime_ns if atime_ns is None else atime_ns,
-                     st.st_mtime_ns if mtime_ns is None else mtime_ns)
-            os.utime(where, ns=times, **({"follow_symlinks": False} if path is not None else {}))
-        return os.lstat(path) if path is not None else os.fstat(fd)  # type: ignore[arg-type]
-
-    def fallocate(self, node: Node, offset: int, length: int, mode: int, *,
-                  fd: int | None = None) -> None:
-        """fallocate(2) ``node`` (copied up first); ``fd``: an open upper
-        descriptor of it for writing, else the upper file is opened."""
-        if fd is None:
-            fd = self.open_for_write(node, os.O_WRONLY)
-            opened = True
-        else:
-            opened = False
-        try:
-            self.disk.allocate(fd, mode, offset, length)
-            self.index.set_stat(node, os.fstat(fd))
-        finally:
-            if opened:
-                os.close(fd)
-
-    def setxattr(self, node: Node, name: bytes, value: bytes) -> None:
-        backing = backing_xattr_name(name)
-        if backing is None:
-            raise _fail(errno.EPERM)
-        if not self.tree.is_attached(node):
-            raise _fail(errno.ENOENT)
-        self.copy_up(node)
-        with self.disk.at(node.path()) as path:
-            os.setxattr(path, backing, value, follow_symlinks=False)
-        self.refresh(node)
-
-    def removexattr(self, node: Node, name: bytes) -> None:
-        backing = backing_xattr_name(name)
-        if backing is None:
-            raise _fail(errno.ENODATA)
-        if not self.tree.is_attached(node):
-            raise _fail(errno.ENOENT)
-        if not self.tree.is_upper(node):
-            # Nothing to remove means nothing to copy up (the kernel checks first).
-            self.index.get_xattr(node, name)
-        self.copy_up(node)
-        with self.disk.at(node.path()) as path:
-            os.removexattr(path, backing, follow_symlinks=False)
-        self.refresh(node)
-
-    # -- opening -------------------------------------------------------------------------------
-
-    @staticmethod
-    def opens_for_write(flags: int) -> bool:
-        return flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
-
-    def open_for_write(self, node: Node, flags: int) -> int:
-        """Copy ``node`` up (without data if it is being truncated) and open it."""
-        if not self.tree.is_attached(node):
-            raise _fail(errno.ENOENT)
-        self.copy_up(node, with_data=not flags & os.O_TRUNC)
-        keep = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
-        with self.disk.at(node.path()) as path:
-            fd = os.open(path, (flags & keep) | os.O_NOFOLLOW | os.O_CLOEXEC)
-        if flags & os.O_TRUNC:
-            self.refresh(node)
-        return fd
 
 
 def default_workdir(upperdir: str) -> str:

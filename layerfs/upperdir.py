@@ -7,6 +7,9 @@ owner, mode, xattrs and times, then renamed into place; removals rename the
 old object out into the work dir first. So every step is one rename: a crash
 at any instant leaves the old or the new state, and what it leaves in the
 work dir is garbage that the next mount (layerfs's or the kernel's) clears.
+What changes an object already in the upper dir -- its data, attributes
+(:mod:`layerfs.diskattrs`) and xattrs -- is done to it in place, as the
+kernel does after a copy-up.
 
 The encodings are the kernel's: a whiteout is a 0/0 character device; an
 opaque directory carries ``trusted.overlay.opaque=y``; a renamed lower
@@ -25,10 +28,11 @@ import fcntl
 import itertools
 import os
 import stat
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from . import diskattrs
 from .copy import copy_data, copy_xattrs, set_xattrs
+from .diskattrs import Attributes
 from .errors import MountError
 from .libc import libc
 from .longpath import reach
@@ -39,33 +43,13 @@ RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
 _AT_FDCWD = -100
 
+__all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "Attributes", "UpperDir"]
 
 
 def renameat2(old: bytes, new: bytes, flags: int = 0) -> None:
     if libc.renameat2(_AT_FDCWD, old, _AT_FDCWD, new, flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(new))
-
-
-def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    """fallocate(2), mode flags and all (os.posix_fallocate has no mode)."""
-    if libc.fallocate(fd, mode, offset, length) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@dataclass(frozen=True, slots=True)
-class Attributes:
-    """The metadata an object gets in the upper dir."""
-
-    mode: int
-    """File type and permission bits."""
-    uid: int
-    gid: int
-    rdev: int = 0
-    atime_ns: int | None = None
-    mtime_ns: int | None = None
-    """Times to set; None leaves the creation time."""
 
 
 class UpperDir:
@@ -235,7 +219,8 @@ class UpperDir:
                 os.symlink(target, temp)
             else:
                 os.mknod(temp, kind | 0o600, attrs.rdev)
-            self._apply(temp, attrs)
+            diskattrs.give_owner(temp, attrs)
+            diskattrs.give_mode_and_times(temp, attrs)
             if opaque:
                 os.setxattr(temp, self.opaque_xattr, b"y")
         except BaseException:
@@ -279,43 +264,16 @@ class UpperDir:
                 os.symlink(os.readlink(source), temp)
             else:
                 os.mknod(temp, kind | 0o600, attrs.rdev)
-            self._chown(temp, attrs)
+            diskattrs.give_owner(temp, attrs)
             if xattrs is not None:
                 set_xattrs(temp, xattrs)
             elif keep_xattr is not None:
                 copy_xattrs(source, temp, keep_xattr)
-            self._chmod_and_times(temp, attrs)
+            diskattrs.give_mode_and_times(temp, attrs)
         except BaseException:
             remove_tree(temp)
             raise
         return temp
-
-    def _apply(self, temp: bytes, attrs: Attributes) -> None:
-        self._chown(temp, attrs)
-        self._chmod_and_times(temp, attrs)
-
-    @staticmethod
-    def _chown(temp: bytes, attrs: Attributes) -> None:
-        try:
-            os.chown(temp, attrs.uid, attrs.gid, follow_symlinks=False)
-        except PermissionError:
-            if os.geteuid() == 0:
-                raise
-            # A user's daemon owns what it creates; other owners cannot be kept.
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            # rootless: an id this user namespace does not map (its overflow id
-            # inside) cannot be given; the copy stays the namespace root's.
-
-    @staticmethod
-    def _chmod_and_times(temp: bytes, attrs: Attributes) -> None:
-        # After chown, which clears set-id bits.
-        if not stat.S_ISLNK(attrs.mode):
-            os.chmod(temp, stat.S_IMODE(attrs.mode))
-        if attrs.mtime_ns is not None:
-            atime = attrs.atime_ns if attrs.atime_ns is not None else attrs.mtime_ns
-            os.utime(temp, ns=(atime, attrs.mtime_ns), follow_symlinks=False)
 
     def make_whiteout(self) -> bytes:
         temp = self._temp_name()
@@ -457,13 +415,37 @@ class UpperDir:
             if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM, errno.EACCES):
                 raise
 
-    # -- file space ------------------------------------------------------------------
+    # -- changes in place: data, attributes, xattrs -----------------------------------
+
+    def open(self, relpath: bytes, flags: int) -> int:
+        """Open upper file ``relpath`` (never through a symlink) with ``flags``."""
+        with self.at(relpath) as path:
+            return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def set_attributes(self, where: bytes | int, **changes: int | None) -> os.stat_result:
+        """Set the given size, uid, gid, mode, atime_ns, mtime_ns of upper entry
+        ``where`` (an upper-relative path), or of the open upper file ``where``
+        (a descriptor: a file whose last name is gone). Returns its stat after."""
+        if isinstance(where, int):
+            return diskattrs.change(where, **changes)
+        with self.at(where) as path:
+            return diskattrs.change(path, **changes)
+
+    def set_xattr(self, relpath: bytes, name: bytes, value: bytes) -> None:
+        """Set xattr ``name`` (its stored name) of upper entry ``relpath``."""
+        with self.at(relpath) as path:
+            os.setxattr(path, name, value, follow_symlinks=False)
+
+    def remove_xattr(self, relpath: bytes, name: bytes) -> None:
+        with self.at(relpath) as path:
+            os.removexattr(path, name, follow_symlinks=False)
 
     @staticmethod
-    def allocate(fd: int, mode: int, offset: int, length: int) -> None:
+    def allocate(fd: int, mode: int, offset: int, length: int) -> os.stat_result:
         """fallocate(2) on an open upper file (the upper's filesystem says
-        EOPNOTSUPP to a mode it cannot do)."""
-        fallocate(fd, mode, offset, length)
+        EOPNOTSUPP to a mode it cannot do); returns its stat after."""
+        diskattrs.fallocate(fd, mode, offset, length)
+        return os.fstat(fd)
 
     # -- timestamps ----------------------------------------------------------------
 

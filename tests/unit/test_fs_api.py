@@ -1,7 +1,9 @@
 """LayerOperations called directly, as an engine calls it, without the kernel:
 reads by inode with fh 0 (zero-message opens), the bounded cache of backing
 descriptors, listings stable at every offset, a file opened and then copied
-up, fallocate, lseek and copy_file_range, and the notices to the kernel."""
+up (by a write, a truncation, a setattr), an unlinked open file, fallocate,
+lseek and copy_file_range, and the notices to the kernel: exactly the inodes
+a change touched, also when it fails after a copy-up."""
 
 from __future__ import annotations
 
@@ -311,5 +313,109 @@ def test_setattr_through_a_directory_handle(writable):
         assert stat.S_IMODE(entry.attributes.mode) == 0o700
         assert stat.S_IMODE(os.stat(upper / "d").st_mode) == 0o700
         await ops.releasedir(d, opened.fh)
+
+    run(ops, test)
+
+
+def test_readers_follow_a_copy_up_by_truncation_and_by_setattr(writable):
+    ops, upper = writable
+
+    async def test() -> None:
+        a, b = await ino_of(ops, "d/a"), await ino_of(ops, "d/b")
+        reader = await ops.open(a, os.O_RDONLY, CTX)
+        assert bytes(await ops.read(a, 0, 0, 100)) == b"alpha"  # cached by inode too
+        # Another handle copies it up without its data (O_TRUNC) and writes.
+        writer = await ops.open(a, os.O_WRONLY | os.O_TRUNC, CTX)
+        assert bytes(await ops.read(a, reader.fh, 0, 100)) == b""
+        await ops.write(a, writer.fh, 0, b"new")
+        assert bytes(await ops.read(a, reader.fh, 0, 100)) == b"new"
+        assert bytes(await ops.read(a, 0, 0, 100)) == b"new"
+        for opened in (reader, writer):
+            await ops.release(a, opened.fh)
+        # A truncate by path (no handle) copies up too: the reader sees it.
+        reader = await ops.open(b, os.O_RDONLY, CTX)
+        assert bytes(await ops.read(b, reader.fh, 0, 100)) == b"BRAVO"
+        entry = await ops.setattr(b, AttrChanges(size=2), None, CTX)
+        assert entry.attributes.size == 2
+        assert (upper / "d" / "b").read_bytes() == b"BR"
+        assert bytes(await ops.read(b, reader.fh, 0, 100)) == b"BR"
+        await ops.release(b, reader.fh)
+
+    run(ops, test)
+
+
+def test_an_unlinked_open_file_stays_readable_and_writable(writable):
+    ops, upper = writable
+
+    async def test() -> None:
+        d, e = await ino_of(ops, "d"), await ino_of(ops, "d/e")
+        writer = await ops.open(e, os.O_RDWR, CTX)  # copies it up
+        reader = await ops.open(e, os.O_RDONLY, CTX)
+        await ops.unlink(d, b"e", CTX)
+        assert stat.S_ISCHR(os.lstat(upper / "d" / "e").st_mode)  # a whiteout hides the lower e
+        with pytest.raises(FUSEError) as gone:
+            await ops.lookup(d, b"e", CTX)
+        assert gone.value.errno == errno.ENOENT
+        assert await ops.write(e, writer.fh, 4, b"-and-more") == 9
+        assert bytes(await ops.read(e, writer.fh, 0, 100)) == b"echo-and-more"
+        assert bytes(await ops.read(e, reader.fh, 0, 100)) == b"echo-and-more"
+        assert (await ops.getattr(e, CTX)).attributes.size == 13
+        # A setattr without a handle (fchmod, ftruncate by the kernel's choice)
+        # goes through the descriptor a handle holds: the file has no name.
+        entry = await ops.setattr(e, AttrChanges(size=4, mode=stat.S_IFREG | 0o600), None, CTX)
+        assert entry.attributes.size == 4
+        assert stat.S_IMODE(entry.attributes.mode) == 0o600
+        assert bytes(await ops.read(e, reader.fh, 0, 100)) == b"echo"
+        await ops.release(e, reader.fh)
+        await ops.release(e, writer.fh)
+        with pytest.raises(FUSEError) as unreachable:
+            await ops.setattr(e, AttrChanges(size=0), None, CTX)
+        assert unreachable.value.errno == errno.ENOENT
+
+    run(ops, test)
+
+
+def test_setattr_on_a_lower_file_copies_up_and_returns_the_touched_inodes(writable):
+    ops, upper = writable
+    notices = Notices()
+    ops.init(notices)
+    assert ops.upper is not None
+
+    async def test() -> None:
+        d, f = await ino_of(ops, "d"), await ino_of(ops, "d/f")
+        change = ops.upper.setattr(ops.index.get(f), mode=0o600)
+        # The file is the request's own: the parent copied up on the way is touched.
+        assert change.touched == {d}
+        assert change.value is None
+        assert stat.S_IMODE(os.stat(upper / "d" / "f").st_mode) == 0o600
+        assert (upper / "d" / "f").read_bytes() == b"foxtrot"
+        # Through the operations: exactly the touched inodes are invalidated.
+        g = await ino_of(ops, "d/g")  # a lower file in d, which is upper now
+        big = await ino_of(ops, "big")
+        notices.inodes.clear()
+        entry = await ops.setattr(big, AttrChanges(mode=stat.S_IFREG | 0o640), None, CTX)
+        assert stat.S_IMODE(entry.attributes.mode) == 0o640
+        assert notices.inodes == []  # the root is upper already: nothing on the side
+        entry = await ops.setattr(g, AttrChanges(mtime_ns=10**18), None, CTX)
+        assert entry.attributes.mtime_ns == 10**18
+        assert notices.inodes == []
+        assert ops.upper.copy_up(ops.index.get(d)).touched == frozenset()  # nothing to do
+
+    run(ops, test)
+
+
+def test_a_change_that_fails_after_a_copy_up_still_invalidates_it(writable):
+    ops, upper = writable
+    notices = Notices()
+    ops.init(notices)
+
+    async def test() -> None:
+        d, a = await ino_of(ops, "d"), await ino_of(ops, "d/a")
+        with pytest.raises(FUSEError) as refused:
+            # Larger than any filesystem takes (XATTR_SIZE_MAX is 64 KiB).
+            await ops.setxattr(a, b"user.big", b"x" * (1 << 17), 0, CTX)
+        assert refused.value.errno in (errno.E2BIG, errno.ENOSPC)
+        assert (upper / "d" / "a").is_file()  # the copy-up stays done
+        assert (d, False) in notices.inodes
 
     run(ops, test)

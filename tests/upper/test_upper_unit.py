@@ -75,7 +75,7 @@ def test_unlink_whiteouts_and_mkdir_over_them(scratch, needs_root):
     assert os.getxattr(scratch / "upper/d/a", "trusted.overlay.opaque") == b"y"
     upper.rmdir(node(upper, "d"), b"a")
     assert stat.S_ISCHR(os.lstat(scratch / "upper/d/a").st_mode)
-    new, fd = upper.create(node(upper, ""), b"fresh", 0o600, ROOT, os.O_WRONLY)
+    new, fd = upper.create(node(upper, ""), b"fresh", 0o600, ROOT, os.O_WRONLY).value
     os.close(fd)
     upper.unlink(node(upper, ""), b"fresh")
     assert not os.path.lexists(scratch / "upper/fresh")
@@ -124,7 +124,7 @@ def test_hard_linked_lower_names_are_copied_up_together(scratch, needs_root):
     from tests.support.layerspec import Hardlink
     upper = build(scratch, [{b"h1": File(b"x"), b"dir/h2": Hardlink(b"h1")}, {b"other": File()}])
     first = node(upper, "h1")
-    fd = upper.open_for_write(first, os.O_WRONLY)
+    fd = upper.open_for_write(first, os.O_WRONLY).value
     os.write(fd, b"y")
     os.close(fd)
     assert os.lstat(scratch / "upper/h1").st_ino == os.lstat(scratch / "upper/dir/h2").st_ino
@@ -142,9 +142,9 @@ def test_inode_numbers_survive_renames_and_remounts(scratch, needs_root):
     upper.rename(root, b"d", node(upper, "e"), b"d2")
     upper.rename(node(upper, "e"), b"f", root, b"f2")
     upper.unlink(root, b"moved")
-    made, fd = upper.create(root, b"file", 0o644, ROOT, os.O_WRONLY)  # a tombstoned path
+    made, fd = upper.create(root, b"file", 0o644, ROOT, os.O_WRONLY).value  # tombstoned
     os.close(fd)
-    linked = upper.link(node(upper, "f2"), root, b"f3")
+    linked = upper.link(node(upper, "f2"), root, b"f3").value
     upper.rename(root, b"f3", node(upper, "e/d2"), b"f4")
     again = PathIndex(upper.index.layers)
     assert again.resolve("e/d2").ino == numbers["d"]
