@@ -1,11 +1,15 @@
-"""Invalidation notices to the kernel (api.Notifier), sent from a thread of their own.
+"""Invalidation notices to the kernel (api.Notifier).
 
 A notice is a message on the device with unique 0 and the notice code in
 the error field. The kernel may block writing an INVAL_ENTRY until the
 directory's lock is free, and a request on that directory may hold it while
-waiting for our reply: so notices are never written from a request's
-handler but queued for one sender thread. The kernel answers ENOENT for an
-inode or name it does not hold: not an error, nothing was cached.
+waiting for our reply; dropping an inode's pages may wait on a page a read
+holds. So those notices are never written from a request's handler but
+queued for one sender thread. Dropping an inode's attributes takes no lock a
+request can hold, and it must not be overtaken by the reply of the change
+that made them stale (a stat right after a copy-up would see the old nlink):
+that part is written at once, by the caller. The kernel answers ENOENT for
+an inode or name it does not hold: not an error, nothing was cached.
 """
 
 from __future__ import annotations
@@ -42,10 +46,13 @@ class Notifier:
             self._thread = None
 
     def invalidate_inode(self, ino: int, *, attr_only: bool = False) -> None:
-        # Offset -1: attributes only; 0 with length 0: also every cached page
-        # (a directory's cached listing lives in its pages).
-        body = abi.NOTIFY_INVAL_INODE_OUT.pack(ino, -1 if attr_only else 0, 0)
-        self._queue.put([self._header(abi.NOTIFY_INVAL_INODE, len(body)), body])
+        # Offset -1: attributes only, written now; 0 with length 0: also every
+        # cached page (a directory's cached listing lives in its pages), queued.
+        attributes = abi.NOTIFY_INVAL_INODE_OUT.pack(ino, -1, 0)
+        self._send([self._header(abi.NOTIFY_INVAL_INODE, len(attributes)), attributes])
+        if not attr_only:
+            pages = abi.NOTIFY_INVAL_INODE_OUT.pack(ino, 0, 0)
+            self._queue.put([self._header(abi.NOTIFY_INVAL_INODE, len(pages)), pages])
 
     def invalidate_entry(self, parent: int, name: bytes) -> None:
         body = abi.NOTIFY_INVAL_ENTRY_OUT.pack(parent, len(name), 0)
@@ -58,10 +65,16 @@ class Notifier:
 
     def _send_all(self) -> None:
         while (message := self._queue.get()) is not None:
-            try:
-                os.writev(self.fd, message)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    return  # unmounted
-                if exc.errno != errno.ENOENT:
-                    log.warning("invalidation notice refused by the kernel: %s", exc.strerror)
+            if not self._send(message):
+                return  # unmounted
+
+    def _send(self, message: list[bytes]) -> bool:
+        """Write one notice; False once the connection is gone."""
+        try:
+            os.writev(self.fd, message)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return False
+            if exc.errno != errno.ENOENT:
+                log.warning("invalidation notice refused by the kernel: %s", exc.strerror)
+        return True
