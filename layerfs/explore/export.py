@@ -7,7 +7,8 @@ mode, mtime (to the nanosecond, in PAX), symlink target, device numbers and
 xattrs (PAX ``SCHILY.xattr.*``; overlay-private ones never show); files
 hard-linked in a layer stay hard links. Entries are sorted by path, parents
 first, so the same image always gives the same bytes. Sockets cannot be stored
-in tar and are skipped with a note on stderr. ``-o -`` writes to stdout.
+in tar and are skipped with a note on stderr. ``-o -`` writes to stdout. On a
+terminal, stderr shows the entries and bytes written so far (not ``--quiet``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import BinaryIO, Iterator
 
 from ..errors import UsageError
 from ..index import Node, PathIndex
+from ..progress import Board, Row
 from .commit import Member, _kind_of, write_layer
 from .files import open_data
 
@@ -54,11 +56,13 @@ def _opener(index: PathIndex, node: Node):  # type: ignore[no-untyped-def]
     return lambda: open_data(index, node)
 
 
-def export(index: PathIndex, out: BinaryIO) -> tuple[int, list[str]]:
-    """Write the tar to ``out``; (entries written, paths skipped)."""
+def export(index: PathIndex, out: BinaryIO, progress: Row | None = None
+           ) -> tuple[int, list[str]]:
+    """Write the tar to ``out``; (entries written, paths skipped). ``progress``: a
+    row of the progress display, told the entries and bytes written."""
     skipped: list[str] = []
     _diff_id, _size, count = write_layer(members(index, skipped), out, "none",
-                                         exact_mtime=True)
+                                         exact_mtime=True, progress=progress)
     return count, skipped
 
 
@@ -83,26 +87,35 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.output == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a tar to a terminal; redirect stdout or give -o FILE")
     index = PathIndex(open_for(args).layers)
-    if args.output == "-":
-        count, skipped = export(index, sys.stdout.buffer)
-    elif _is_stream(args.output):
-        # A device, a fifo (/dev/null, a pipe): written to, never renamed over.
-        with open(args.output, "wb") as out:
-            count, skipped = export(index, out)
-    else:
-        temporary = args.output + ".partial"
-        try:
-            with open(temporary, "wb") as out:
-                count, skipped = export(index, out)
-            os.replace(temporary, args.output)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+    board = Board(quiet=args.quiet)
+    try:
+        row = board.row(f"exporting {args.image}")
+        count, skipped = _write(index, args.output, row)
+    finally:
+        board.close()
     for path in skipped:
         print(f"layerfs export: {path}: a socket cannot be stored in a tar, skipped",
               file=sys.stderr)
     return 0
+
+
+def _write(index: PathIndex, output: str, row: Row) -> tuple[int, list[str]]:
+    if output == "-":
+        return export(index, sys.stdout.buffer, row)
+    if _is_stream(output):
+        # A device, a fifo (/dev/null, a pipe): written to, never renamed over.
+        with open(output, "wb") as out:
+            return export(index, out, row)
+    temporary = output + ".partial"
+    try:
+        with open(temporary, "wb") as out:
+            result = export(index, out, row)
+        os.replace(temporary, output)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return result
 
 
 def _is_stream(path: str) -> bool:

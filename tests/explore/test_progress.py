@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 from tests.support.mounting import layerfs_command, layerfs_env
@@ -36,9 +37,28 @@ def test_commit_shows_progress_on_a_terminal(tmp_path):
     assert quiet[0] == 0 and b"committing" not in quiet[2]
 
 
+def test_export_shows_progress_on_a_terminal(tmp_path):
+    upper = _upper(tmp_path)
+    out = tmp_path / "rootfs.tar"
+    command = layerfs_command("export", str(upper), "-o", str(out))
+    status, _, terminal = run_on_terminal(command, layerfs_env())
+    assert status == 0, terminal
+    with tarfile.open(out) as tar:
+        written = len(tar.getmembers())
+    assert written >= 50
+    assert b"exporting " in terminal and f"{written} entries".encode() in terminal
+
+    quiet = run_on_terminal([*command, "--quiet"], layerfs_env())
+    assert quiet[0] == 0 and b"exporting" not in quiet[2]
+
+
 def test_no_progress_when_stderr_is_not_a_terminal(tmp_path):
     upper = _upper(tmp_path)
     result = subprocess.run(layerfs_command("commit", str(upper), "-o",
                                             str(tmp_path / "layer.tar")),
+                            env=layerfs_env(), capture_output=True)
+    assert result.returncode == 0 and result.stderr == b""
+    result = subprocess.run(layerfs_command("export", str(upper), "-o",
+                                            str(tmp_path / "rootfs.tar")),
                             env=layerfs_env(), capture_output=True)
     assert result.returncode == 0 and result.stderr == b""
