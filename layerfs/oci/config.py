@@ -36,7 +36,7 @@ def layer_history(config: object, layer_count: int) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageConfig:
     diff_ids: tuple[str, ...]
     created_by: tuple[str, ...]

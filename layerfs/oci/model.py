@@ -30,7 +30,7 @@ from .platform import Platform
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Descriptor:
     """A content descriptor: what a blob is, its digest and size."""
 
@@ -85,7 +85,7 @@ class Descriptor:
         return dict(self.raw)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Index:
     """An OCI image index or a Docker manifest list (or an OCI layout's index.json)."""
 
@@ -112,7 +112,7 @@ class Index:
         return [entry for entry in self.manifests if entry.leads_to_image]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageManifest:
     """An image manifest: one config descriptor and the layers, bottom first."""
 

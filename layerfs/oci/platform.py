@@ -32,7 +32,7 @@ def parse_platform(text: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Platform:
     os: str
     architecture: str
@@ -42,11 +42,10 @@ class Platform:
     def decode(cls, value: object) -> Platform | None:
         if not isinstance(value, dict):
             return None
-
-        def text(key: str) -> str:
-            field = value.get(key)
-            return field if isinstance(field, str) else ""
-        return cls(text("os"), text("architecture"), text("variant"))
+        os_name, arch, variant = (value.get(key) for key in ("os", "architecture", "variant"))
+        return cls(os_name if isinstance(os_name, str) else "",
+                   arch if isinstance(arch, str) else "",
+                   variant if isinstance(variant, str) else "")
 
     def __str__(self) -> str:
         text = f"{self.os or '?'}/{self.architecture or '?'}"

@@ -24,7 +24,7 @@ MAX_NESTING = 8
 ``docker save``: index.json -> index -> manifest)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     """A fetched manifest, index or config: its bytes (verified against ``digest``), the
     media type its descriptor or the registry gave ("" when none did) and ``name``, how
@@ -48,7 +48,7 @@ Fetch = Callable[[Descriptor, str], Document]
 messages ("manifest" or "config")."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resolved:
     """An image manifest found from a reference or descriptor."""
 
@@ -60,7 +60,7 @@ class Resolved:
     """The manifest's entry in the last index followed (its platform)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Image:
     """An image manifest with its config, the DiffIDs matched to the layers."""
 
