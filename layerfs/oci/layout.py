@@ -55,9 +55,6 @@ class Files(Protocol):
     def read_bytes(self, name: str) -> bytes: ...
     def read_json(self, name: str, what: str = "") -> object: ...
 
-    @property
-    def is_archive(self) -> bool: ...
-
 
 def blob_name(digest: str, where: str) -> str:
     """The file of a blob in an OCI layout or a containerd content store."""
@@ -88,7 +85,8 @@ def read_blob(files: Files, descriptor: Descriptor, what: str) -> Document:
 
 
 class Layout:
-    """An OCI layout read through ``files``; the writing methods need a directory."""
+    """An OCI layout read through ``files``; the writing methods need ``files`` to be a
+    directory (``images.files.DirFiles``), and write beneath ``files.path``."""
 
     def __init__(self, files: Files) -> None:
         self.files = files

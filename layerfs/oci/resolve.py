@@ -90,10 +90,17 @@ def choose(index: Index, wanted: str, where: str) -> Descriptor:
                      "choose with --platform)")
 
 
-def decode_manifest(document: Document, where: str) -> ImageManifest:
-    """An image manifest document (``where`` names the image), its media type checked."""
-    raw = document.json(where)
-    kind = document.media_type or str(raw.get("mediaType") or "")
+def _kind(document: Document, raw: dict) -> str:
+    """A document's media type: as its descriptor or the registry gave it, else its own."""
+    own = raw.get("mediaType")
+    return document.media_type or (own if isinstance(own, str) else "")
+
+
+def decode_manifest(document: Document, where: str, raw: dict | None = None) -> ImageManifest:
+    """An image manifest document (``where`` names the image), its media type checked;
+    ``raw`` its JSON when already parsed."""
+    raw = document.json(where) if raw is None else raw
+    kind = _kind(document, raw)
     if kind and kind not in MANIFEST_TYPES:
         raise ImageError(f"{where}: unsupported manifest type {kind}")
     return ImageManifest.decode(raw, f"{where}: manifest {document.digest}")
@@ -109,10 +116,8 @@ def follow(start: Document, fetch: Fetch, wanted: str, where: str) -> Resolved:
             raise ImageError(f"{where}: index {document.digest} refers back to itself (a cycle)")
         seen.add(document.digest)
         raw = document.json(where)
-        kind = document.media_type or (raw.get("mediaType") if isinstance(
-            raw.get("mediaType"), str) else "")
-        if not is_index(str(kind), raw):
-            return Resolved(decode_manifest(document, where), document, first_index, entry)
+        if not is_index(_kind(document, raw), raw):
+            return Resolved(decode_manifest(document, where, raw), document, first_index, entry)
         first_index = first_index or document
         named = f"{where}: index {document.digest}"
         entry = choose(Index.decode(raw, named), wanted, named)
