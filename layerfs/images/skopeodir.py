@@ -10,7 +10,8 @@ import hashlib
 
 from ..errors import ImageError
 from ..oci.decode import parse_json
-from ..oci.resolve import Document, Resolved, decode_manifest, with_config
+from ..oci.model import ImageManifest
+from ..oci.resolve import Document, Resolved, with_config
 from ..unpack.digests import parse_digest
 from .files import ImageFiles
 from .oci import blob_layers
@@ -39,7 +40,7 @@ def read_skopeo_dir(files: ImageFiles, ref: str | None, platform: str | None) ->
     if "manifests" in manifest:
         raise ImageError(f"{files.where}: manifest.json is a manifest list; copy one "
                          "platform (skopeo copy without --all)")
-    decoded = decode_manifest(document, files.where)
+    decoded = ImageManifest.decode(manifest, f"{files.where}: manifest.json")
     config_name = parse_digest(decoded.config.digest, "config")[1]
     config_data = files.read_file(config_name, "image config")
     image = with_config(Resolved(decoded, document),
