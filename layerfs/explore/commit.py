@@ -46,6 +46,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from ..errors import LayerfsError
 from ..index import Node, PathIndex
+from ..oci.mediatypes import OCI_GZIP_LAYER, OCI_LAYER, OCI_ZSTD_LAYER
 from ..progress import Board, Row
 from ..scan import read_xattrs
 from ..sizes import plural
@@ -86,7 +87,9 @@ class Member:
 
 
 @dataclass
-class LayerBlob:
+class CommittedLayer:
+    """The tar layer a commit wrote: where, how compressed, its digests and counts."""
+
     path: str
     compression: str
     media_type: str
@@ -115,8 +118,7 @@ def compression_for(path: str, forced: str | None) -> str:
 
 
 def media_type_for(compression: str) -> str:
-    base = "application/vnd.oci.image.layer.v1.tar"
-    return base + {"gzip": "+gzip", "zstd": "+zstd", "none": ""}[compression]
+    return {"gzip": OCI_GZIP_LAYER, "zstd": OCI_ZSTD_LAYER, "none": OCI_LAYER}[compression]
 
 
 # -- reading the upper dir -------------------------------------------------------------
@@ -369,7 +371,7 @@ def write_layer(members: Iterator[Member], out: BinaryIO, compression: str,
 
 def commit(upper: str, out_path: str, *, compression: str | None = None,
            mtime: int | None = None, lower: Callable[[], PathIndex] | None = None,
-           quiet: bool = True) -> LayerBlob:
+           quiet: bool = True) -> CommittedLayer:
     """Write upper dir ``upper`` as a layer tar at ``out_path`` (``quiet=False``: with a
     progress row on a terminal)."""
     kind = compression_for(out_path, compression)
@@ -390,7 +392,7 @@ def commit(upper: str, out_path: str, *, compression: str | None = None,
         raise
     finally:
         board.close()
-    return LayerBlob(path=out_path, compression=kind, media_type=media_type_for(kind),
+    return CommittedLayer(path=out_path, compression=kind, media_type=media_type_for(kind),
                      digest=hashed.digest, diff_id=diff_id, size=hashed.size,
                      uncompressed_size=plain_size, entries=count, whiteouts=reader.whiteouts,
                      opaque_dirs=reader.opaque_dirs, skipped=reader.skipped)

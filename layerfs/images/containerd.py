@@ -29,13 +29,14 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..layer import LayerFacts
+from ..oci.layout import read_blob
+from ..oci.model import Descriptor
+from ..oci.platform import host_platform
+from ..oci.resolve import Document, Fetch, follow, resolve
 from ..unpack.digests import chain_ids
 from .bbolt import BoltFile, Bucket, read_consistent, uvarint
-from .config import layer_history
 from .files import ImageFiles, open_files
-from .manifests import blob_name, layer_diff_ids, manifest_parts, read_blob_json, resolve_manifest
 from .plan import ImagePlan, LayerSource, layer_label
-from .platform import host_platform
 from .reference import Candidate, select
 
 METADATA_DB = "io.containerd.metadata.v1.bolt/meta.db"
@@ -150,11 +151,20 @@ def _candidates(records: list[_Record], content: ImageFiles, platform: str, *,
 def _config_digest(content: ImageFiles, target: dict, platform: str) -> str:
     """The config digest of an image, to match short image IDs; "" when it cannot be read."""
     try:
-        manifest, _digest = resolve_manifest(content, target, platform)
-        config = manifest.get("config")
-        return str(config.get("digest", "")) if isinstance(config, dict) else ""
+        fetch = _fetcher(content)
+        return follow(_target(content, target, fetch), fetch, platform,
+                      content.where).manifest.config.digest
     except ImageError:
         return ""
+
+
+def _fetcher(content: ImageFiles) -> Fetch:
+    return lambda descriptor, what: read_blob(content, descriptor, what)
+
+
+def _target(content: ImageFiles, target: dict, fetch: Fetch) -> Document:
+    """The manifest or index an image record names."""
+    return fetch(Descriptor.decode(target, f"{content.where}: image target"), "manifest")
 
 
 def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) -> ImagePlan:
@@ -173,11 +183,10 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
     where = files.where + (f" (containerd namespace {namespace})" if namespace else "")
     candidates = _candidates(records, content, wanted_platform, qualify=namespace is None)
     chosen = _choose(candidates, ref, where).item
-    manifest, manifest_digest = resolve_manifest(content, chosen.target, wanted_platform)
-    config_descriptor, descriptors = manifest_parts(
-        manifest, f"{content.where}: manifest {manifest_digest}")
-    config = read_blob_json(content, config_descriptor["digest"], "config")
-    diff_ids = layer_diff_ids(config, descriptors, content.where)
+    fetch = _fetcher(content)
+    image = resolve(_target(content, chosen.target, fetch), fetch, wanted_platform, content.where)
+    descriptors = image.manifest.layers
+    diff_ids = list(image.config.diff_ids)
     chains = chain_ids(diff_ids)
     backend_keys = read_consistent(
         meta_db, lambda db: _backend_keys(db, chosen.namespace, chains),
@@ -185,7 +194,7 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
     snapshot_ids = read_consistent(
         root / SNAPSHOTTER_DIR / "metadata.db", lambda db: _snapshot_ids(db, backend_keys),
         what="overlayfs snapshotter database")
-    history = layer_history(config, len(diff_ids))
+    history = image.config.created_by
     name = chosen.tags[0] if chosen.tags else chosen.target.get("digest", "")
     layers = []
     for position, (diff_id, chain) in enumerate(zip(diff_ids, chains, strict=True)):
@@ -201,15 +210,14 @@ def read_containerd(files: ImageFiles, ref: str | None, platform: str | None) ->
         descriptor = descriptors[position]
         facts = LayerFacts(store_layer_id=str(snapshot_id), store_path=str(directory),
                            snapshot_key=backend_keys[position] or "",
-                           blob_digest=descriptor.get("digest", ""),
-                           blob_size=descriptor.get("size"),
-                           media_type=descriptor.get("mediaType", ""))
+                           blob_digest=descriptor.digest, blob_size=descriptor.size,
+                           media_type=descriptor.media_type)
         layers.append(LayerSource(label=layer_label(position, diff_id), diff_id=diff_id,
                                   created_by=history[position], directory=str(directory),
                                   chain_id=chain, facts=facts))
-    return ImagePlan(layers=layers, name=name, form="containerd", config=config,
-                     source=str(root), digest=manifest_digest,
-                     manifest=content.read_bytes(blob_name(manifest_digest, content.where)))
+    return ImagePlan(layers=layers, name=name, form="containerd", config=dict(image.config.raw),
+                     source=str(root), digest=image.document.digest,
+                     manifest=image.document.data)
 
 
 def _backend_keys(db: BoltFile, namespace: str, chains: list[str]) -> list[str | None]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..layer import LayerFacts
-from .config import layer_history
+from ..oci.config import layer_history
 from .files import ImageFiles
 from .plan import ImagePlan, LayerSource, layer_label
 from .reference import Candidate, select

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 
 from ..errors import ImageError
+from ..oci.decode import need_object, need_string
 from .files import ImageFiles
 from .oci import tar_layer_source
 from .plan import ImagePlan
 from .reference import Candidate, select
-from .shapes import need_object, need_string
 
 _V1_ID = re.compile(r"^[0-9a-f]{64}$")
 _MAX_DEPTH = 1000

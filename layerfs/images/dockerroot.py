@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..layer import LayerFacts
+from ..oci.config import diff_ids_of, layer_history
 from ..unpack.digests import chain_ids, hex_of
-from .config import diff_ids_of, layer_history
 from .files import ImageFiles
 from .plan import ImagePlan, LayerSource, layer_label
 from .reference import Candidate, select

@@ -14,12 +14,12 @@ import hashlib
 import re
 
 from ..errors import ImageError
-from .config import diff_ids_of, layer_history
+from ..oci.config import diff_ids_of, layer_history
+from ..oci.decode import need_string, strings
 from .files import ImageFiles
 from .oci import is_oci_layout, read_oci, tar_layer_source, usable_manifests
 from .plan import ImagePlan
 from .reference import Candidate, select
-from .shapes import need_string, strings
 
 _BLOB_PATH = re.compile(r"(?:^|/)(?:sha256[:/])?([0-9a-f]{64})(?:\.tar(?:\.gz)?|\.json)?$")
 

@@ -11,7 +11,6 @@ and never leave it.
 from __future__ import annotations
 
 import errno
-import json
 import lzma
 import os
 import posixpath
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
+from ..oci.decode import parse_json
 
 _MAX_LINK_HOPS = 32
 MAX_ARCHIVE_MEMBERS = 1_000_000
@@ -31,17 +31,6 @@ ARCHIVE_ERRORS = (tarfile.TarError, EOFError, ValueError, UnicodeError, Overflow
                   lzma.LZMAError)
 MAX_JSON_BYTES = 32 << 20
 """Bigger than any real manifest, index or config; anything larger is refused unread."""
-
-
-def parse_json(data: bytes, where: str, name: str) -> object:
-    """JSON from an image file; any malformed input is one clear ImageError."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ImageError(f"{where}: {name} is not valid JSON (nested too deeply)") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise ImageError(f"{where}: {name} is not valid JSON ({reason})") from None
 
 
 def read_bounded(source: BinaryIO, where: str, name: str, limit: int = MAX_JSON_BYTES) -> bytes:
@@ -84,9 +73,10 @@ class ImageFiles:
         with self.open(name) as source:
             return read_bounded(source, self.where, name)
 
-    def read_json(self, name: str, what: str = "") -> object:
+    def read_file(self, name: str, what: str = "") -> bytes:
+        """A small file whole, any failure one clear ImageError (``what`` names it)."""
         try:
-            data = self.read_bytes(name)
+            return self.read_bytes(name)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ImageError(f"{self.where}: {what or name} is missing ({name})") from None
         except PermissionError:
@@ -94,7 +84,9 @@ class ImageFiles:
         except ARCHIVE_ERRORS as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise ImageError(f"{self.where}: {name}: cannot be read ({reason})") from None
-        return parse_json(data, self.where, name)
+
+    def read_json(self, name: str, what: str = "") -> object:
+        return parse_json(self.read_file(name, what), self.where, name)
 
 
 class DirFiles(ImageFiles):

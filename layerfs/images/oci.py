@@ -1,8 +1,10 @@
 """OCI image layout, as a directory or an ``oci-archive`` tar (FORMATS.md section 2).
 
 ``index.json`` -> (nested indexes, by platform) -> image manifest -> config
-and layer blobs under ``blobs/<alg>/<hex>``. A tag is chosen with
-``image-dir:tag`` / ``--image``; without one the single image is taken.
+and layer blobs under ``blobs/<alg>/<hex>``, read and checked by
+:class:`layerfs.oci.layout.Layout`. A tag is chosen with ``image-dir:tag`` /
+``--image``; without one the single image is taken. This module turns the
+image into layers (shared with the other manifest-plus-blobs forms).
 """
 
 from __future__ import annotations
@@ -11,90 +13,71 @@ from collections.abc import Callable
 
 from ..errors import ImageError
 from ..layer import LayerFacts
+from ..oci.layout import Layout, blob_name
+from ..oci.mediatypes import CONTAINERD_NAME, REF_NAME
+from ..oci.model import Descriptor, Index
+from ..oci.platform import host_platform
+from ..oci.resolve import Image, choose
 from ..unpack import LayerBlob
-from .config import layer_history
 from .files import ImageFiles
-from .manifests import (
-    blob_name,
-    image_entries,
-    layer_diff_ids,
-    manifest_parts,
-    pick_platform,
-    read_blob_json,
-    resolve_manifest,
-)
 from .plan import ImagePlan, LayerSource, layer_label
-from .platform import host_platform
 from .reference import Candidate, select
-
-REF_NAME = "org.opencontainers.image.ref.name"
-CONTAINERD_NAME = "io.containerd.image.name"
 
 
 def is_oci_layout(files: ImageFiles) -> bool:
-    return files.exists("oci-layout") and files.is_dir("blobs")
+    return Layout.is_layout(files)
 
 
-def usable_manifests(files: ImageFiles) -> list[dict]:
-    index = files.read_json("index.json", "index.json")
-    if not isinstance(index, dict):
-        raise ImageError(f"{files.where}: index.json is not a JSON object")
-    return image_entries(index, f"{files.where}: index.json")
+def usable_manifests(files: ImageFiles) -> list[Descriptor]:
+    return Layout(files).images()
 
 
 def read_oci(files: ImageFiles, ref: str | None, platform: str | None,
              form: str = "oci") -> ImagePlan:
-    manifests = usable_manifests(files)
+    layout = Layout(files)
+    manifests = layout.images()
     if not manifests:
         raise ImageError(f"{files.where}: index.json lists no image manifests")
     wanted_platform = platform or host_platform()
     one_image = len({tuple(_candidate(m).names) for m in manifests}) == 1
-    if ref is None and len(manifests) > 1 and one_image and all("platform" in m for m in manifests):
+    if ref is None and len(manifests) > 1 and one_image and \
+            all(m.platform is not None for m in manifests):
         # index.json itself lists the platforms of one image (skopeo copy --all)
-        descriptor = pick_platform(manifests, wanted_platform, files.where, "index.json")
+        descriptor = choose(Index(tuple(manifests)), wanted_platform,
+                            f"{files.where}: index.json")
     else:
         candidates = [_candidate(m) for m in manifests]
         descriptor = select(candidates, ref, files.where).item
-    manifest, digest = resolve_manifest(files, descriptor, wanted_platform)
-    return _plan(files, manifest, digest, _name_of(descriptor), form)
+    image = layout.resolve(descriptor, wanted_platform)
+    return _plan(files, image, _name_of(descriptor), form)
 
 
-def _candidate(descriptor: dict) -> Candidate[dict]:
-    annotations = descriptor.get("annotations") or {}
-    names = [str(annotations[key]) for key in (REF_NAME, CONTAINERD_NAME)
-             if annotations.get(key)]
-    return Candidate(descriptor, names=names, digests=[str(descriptor.get("digest", ""))])
+def _candidate(descriptor: Descriptor) -> Candidate[Descriptor]:
+    names = [descriptor.annotations[key] for key in (REF_NAME, CONTAINERD_NAME)
+             if descriptor.annotations.get(key)]
+    return Candidate(descriptor, names=names, digests=[descriptor.digest])
 
 
-def _name_of(descriptor: dict) -> str:
+def _name_of(descriptor: Descriptor) -> str:
     names = _candidate(descriptor).names
-    return names[-1] if names else str(descriptor.get("digest", ""))
+    return names[-1] if names else descriptor.digest
 
 
-def _plan(files: ImageFiles, manifest: dict, manifest_digest: str, name: str,
-          form: str) -> ImagePlan:
-    config_descriptor, layer_descriptors = manifest_parts(
-        manifest, f"{files.where}: manifest {manifest_digest}")
-    config = read_blob_json(files, config_descriptor["digest"], "config")
-    diff_ids = layer_diff_ids(config, layer_descriptors, files.where)
-    layers = blob_layers(files, layer_descriptors, diff_ids, config,
-                         lambda digest: blob_name(digest, files.where))
-    return ImagePlan(layers=layers, name=name, form=form, config=config,
-                     source=str(files.path), digest=manifest_digest,
-                     manifest=files.read_bytes(blob_name(manifest_digest, files.where)))
+def _plan(files: ImageFiles, image: Image, name: str, form: str) -> ImagePlan:
+    layers = blob_layers(files, image, lambda digest: blob_name(digest, files.where))
+    return ImagePlan(layers=layers, name=name, form=form, config=dict(image.config.raw),
+                     source=str(files.path), digest=image.document.digest,
+                     manifest=image.document.data)
 
 
-def blob_layers(files: ImageFiles, descriptors: list[dict], diff_ids: list[str], config: dict,
+def blob_layers(files: ImageFiles, image: Image,
                 member_of: Callable[[str], str]) -> list[LayerSource]:
-    """The layers of a manifest, tar blobs stored in the image as files ``member_of(digest)``."""
-    history = layer_history(config, len(diff_ids))
-    layers = []
-    for position, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True)):
-        digest = str(descriptor.get("digest", ""))
-        layers.append(tar_layer_source(files, member_of(digest), position, digest, diff_id,
-                                       history[position], descriptor.get("size"),
-                                       descriptor.get("mediaType", "")))
-    return layers
+    """The layers of an image, tar blobs stored in it as files ``member_of(digest)``."""
+    return [tar_layer_source(files, member_of(descriptor.digest), position, descriptor.digest,
+                             diff_id, created_by, descriptor.size, descriptor.media_type)
+            for position, (descriptor, diff_id, created_by) in enumerate(zip(
+                image.manifest.layers, image.config.diff_ids, image.config.created_by,
+                strict=True))]
 
 
 def tar_layer_source(files: ImageFiles, member: str, position: int, blob_digest: str,

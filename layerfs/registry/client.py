@@ -10,42 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
+from ..oci.mediatypes import ACCEPT, DOCKER_SCHEMA1, INDEX_TYPES, MANIFEST_TYPES
+from ..oci.model import sniff_media_type
+from ..oci.resolve import Document
 from ..unpack.digests import parse_digest
 from .auth import Authenticator, Credentials
 from .errors import AuthError, NotFoundError, RegistryError
 from .http import HttpClient, Response
 from .reference import Reference
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_SCHEMA1 = frozenset({"application/vnd.docker.distribution.manifest.v1+json",
-                            "application/vnd.docker.distribution.manifest.v1+prettyjws"})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 MAX_MANIFEST = 4 << 20
 MAX_ERROR_BODY = 64 << 10
 _AUTH_ROUNDS = 3
 
 
-@dataclass(frozen=True)
-class Manifest:
-    data: bytes
-    media_type: str
-    digest: str
-
-    def json(self, what: str) -> dict:
-        try:
-            document = json.loads(self.data)
-        except ValueError as exc:
-            raise RegistryError(f"{what}: not valid JSON ({exc})") from None
-        if not isinstance(document, dict):
-            raise RegistryError(f"{what}: not a JSON object")
-        return document
+Manifest = Document
+"""A manifest or index as the registry sent it (bytes, media type, digest)."""
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
@@ -84,14 +65,11 @@ class RegistryClient:
                                     f"{header_digest}, the manifest it sent is {digest}")
         media_type = content_type
         if media_type not in INDEX_TYPES | MANIFEST_TYPES | DOCKER_SCHEMA1:
-            try:
-                media_type = str(json.loads(data).get("mediaType") or media_type)
-            except (ValueError, AttributeError):
-                pass
+            media_type = sniff_media_type(data) or media_type
         if media_type in DOCKER_SCHEMA1:
             raise RegistryError(f"{what}: Docker schema 1 manifests are not supported "
                                 "(the image is too old; re-push it with a current tool)")
-        return Manifest(data, media_type, digest)
+        return Manifest(data, media_type, digest, f"manifest {digest}")
 
     def blob_bytes(self, digest: str, size: int | None, limit: int, what: str) -> bytes:
         """A small blob (a config, a TOC), read whole and verified."""

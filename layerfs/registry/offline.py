@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..images.platform import host_platform
+from ..oci.platform import host_platform
 from ..unpack import LayerCache
 from .client import Manifest, RegistryClient, digest_of
 from .errors import RegistryError, TransientError, UnreachableError
@@ -76,7 +76,7 @@ def recall(cache: LayerCache, ref: Reference, platform: str) -> RemoteImage | No
         raise RegistryError(f"{path}: kept manifest of {ref} does not match its digest")
     image = assemble(ref, Manifest(data, str(record["media_type"]), digest), config,
                      platform=platform)
-    wanted = str(image.config_descriptor.get("digest", ""))
+    wanted = image.config_descriptor.digest
     if digest_of(config, wanted.partition(":")[0] or "sha256") != wanted:
         raise RegistryError(f"{path}: kept config of {ref} does not match its digest")
     return image

@@ -122,7 +122,7 @@ def pull(spec: str | Reference, options: RemoteOptions, cache: LayerCache, *,
     image = resolve_with_policy(client, cache, platform, options.pull)
     writer = LayoutWriter(layout) if layout else None
     if writer is not None:
-        writer.write_blob(str(image.config_descriptor["digest"]), image.config_data)
+        writer.write_blob(image.config_data, image.config_descriptor.digest)
     fetcher = LayerFetcher(image, client, cache, writer, PullProgress(quiet=quiet))
     layers = fetcher.run(max(1, options.jobs), cancel)
     if writer is not None:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from layerfs.errors import LayerfsError
 from layerfs.images import read_image
-from layerfs.images.platform import matches, parse_platform
 from layerfs.images.reference import Candidate, normalize, select
+from layerfs.oci.platform import matches, parse_platform
 from layerfs.unpack.digests import chain_ids, parse_digest
 from layerfs.unpack.names import NAME_MAX, entry_path
 from layerfs.whiteouts import (

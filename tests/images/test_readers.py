@@ -9,9 +9,9 @@ import pytest
 
 from layerfs.errors import ImageError
 from layerfs.images import read_image
-from layerfs.images.config import layer_history
-from layerfs.images.platform import host_platform
 from layerfs.images.reference import Candidate, normalize, select
+from layerfs.oci.config import layer_history
+from layerfs.oci.platform import host_platform
 
 from .tarbuild import f, layer_tar, write_multiarch_layout, write_oci_layout
 

@@ -167,6 +167,7 @@ def test_tar_toc_read_by_ranges_matches_tarfile():
     import random
     import tarfile
 
+    from layerfs.oci.model import Descriptor
     from layerfs.registry.lazy.toc import _tar_toc
     from layerfs.registry.resolve import RemoteLayer
 
@@ -182,8 +183,9 @@ def test_tar_toc_read_by_ranges_matches_tarfile():
             tar.addfile(info, io.BytesIO(data))
     data = buffer.getvalue()
     blob = _BytesBlob(data)
-    layer = RemoteLayer(0, {"digest": "sha256:" + "0" * 64, "size": len(data),
-                            "mediaType": "application/vnd.oci.image.layer.v1.tar"}, "", "")
+    layer = RemoteLayer(0, Descriptor.decode({"digest": "sha256:" + "0" * 64, "size": len(data),
+                                              "mediaType": "application/vnd.oci.image.layer.v1.tar"},
+                                             "test"), "", "")
     toc = _tar_toc(blob, layer, "test")  # type: ignore[arg-type]
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         members = tar.getmembers()
