@@ -1,3 +1,5 @@
+"""``python -m layerfs``: the ``layerfs`` command."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
-"""Small modules with one job each: a module over 500 lines says why at its top.
+"""Small modules with one job each: each says its job at its top, and a module over
+500 lines also says why it is that long.
 
 Its docstring has a line starting "Longer than 500 lines because" (the reason a
 reader would otherwise ask for). A module being split on a branch can be
@@ -44,3 +45,9 @@ def test_the_split_list_names_only_long_modules():
         path = PACKAGE.parent / name
         assert path.exists() and path.read_text().count("\n") > LIMIT, \
             f"{name} is split (or gone): drop it from SPLITTING"
+
+
+def test_every_module_states_its_job():
+    silent = [str(path.relative_to(PACKAGE.parent)) for path in sorted(PACKAGE.rglob("*.py"))
+              if not (ast.get_docstring(ast.parse(path.read_text(), str(path))) or "").strip()]
+    assert not silent, "modules without a docstring stating their job: " + ", ".join(silent)
