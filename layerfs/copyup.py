@@ -115,6 +115,7 @@ class CopyUp(Changing):
         layer = self.index.layers[position]
         replacing = self.tree.is_upper(node)  # a metadata-only copy, made whole
         target = node.path()
+        shown_nlink = node.nlink
         attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
                            atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
 
@@ -141,9 +142,6 @@ class CopyUp(Changing):
         self.tree.copied_up(node, self.disk.lstat(target))
         if node.ino != InodeNumbers.natural(target):
             self._keep_number(node, fresh=True)
-        if node.children is not None:
-            # Its nlink shows differently once merged with an upper dir.
-            self._touch(node.ino)
         for alias in self.tree.aliases(node):
             if alias is node or self.tree.is_upper(alias):
                 continue
@@ -157,3 +155,8 @@ class CopyUp(Changing):
         if len(self.tree.aliases(node)) > 1:
             self.tree.set_stat(node, self.disk.lstat(target))
             self._keep_number(node, fresh=True)
+        if node.children is not None or node.nlink != shown_nlink:
+            # A directory's nlink shows differently once merged with an upper
+            # dir; a file hard-linked in its layer to a name no longer shown
+            # is one name in the upper. The kernel may hold the old count.
+            self._touch(node.ino)

@@ -262,6 +262,20 @@ def test_metadata_changes_copy_up(scratch, needs_root):
     ])
 
 
+def test_copy_up_of_a_file_linked_to_a_hidden_name_shows_one_link(scratch, needs_root):
+    # In its layer the file has two names, one shadowed by an upper layer: the
+    # merged view shows nlink 2 until the copy-up makes it one upper file. The
+    # count was read (and cached by the kernel) before the open that copies up,
+    # which sends no attributes back: the daemon must drop the cached count.
+    layers = [{b"shown": File(b"data"), b"hidden": Hardlink(b"shown")},
+              {b"hidden": File(b"over it")}]
+    run(scratch, [
+        ops.lstat("shown"),
+        ops.write("shown", b"", 0),              # opened for writing, nothing written
+        ops.lstat("shown"),
+    ], layers=layers)
+
+
 def test_big_and_sparse_files_copy_up_whole(scratch, needs_root):
     sparse = File(b"")
     layers = stack()
