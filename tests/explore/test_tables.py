@@ -4,8 +4,6 @@ no colour with NO_COLOR."""
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +13,7 @@ from layerfs.unpack import LayerBlob, LayerCache
 from layerfs.unpack.digests import sha256_digest
 from tests.images.tarbuild import d, f, layer_tar
 from tests.support.mounting import layerfs_command, layerfs_env
+from tests.support.terminal import run_on_terminal
 
 COLOUR = re.compile(rb"\x1b\[[0-9;]*3[0-9;]*m")  # an SGR sequence setting a colour
 ESCAPE = re.compile(rb"\x1b\[")
@@ -35,22 +34,8 @@ def test_a_stream_that_is_not_a_terminal_gets_plain_text() -> None:
 
 
 def _stdout_on_terminal(command: list[str], env: dict[str, str]) -> bytes:
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL,
-                               stdin=subprocess.DEVNULL,
-                               env={**env, "TERM": "xterm-256color", "COLUMNS": "120"})
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the command closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
-    assert process.wait(timeout=60) == 0, output
+    status, _, output = run_on_terminal(command, env, timeout=60, stream="stdout")
+    assert status == 0, output
     return output
 
 
