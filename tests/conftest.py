@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,19 @@ def needs_root():
         pytest.skip("needs root (device nodes, foreign owners, trusted.* xattrs)")
 
 
-UNPRIVILEGED = "layerfs-test"
+# One user per test session (the session's pid in its name): two suites running
+# at once on one machine must not share a user, its /etc/subuid lines or its
+# removal. Users a killed session left behind are removed by the next one.
+_USER_PREFIX = "layerfs-test-"
+UNPRIVILEGED = f"{_USER_PREFIX}{os.getpid()}"
+
+
+def _remove_users_of_ended_sessions() -> None:
+    for entry in pwd.getpwall():
+        pid = entry.pw_name.removeprefix(_USER_PREFIX)
+        if entry.pw_name.startswith(_USER_PREFIX) and pid.isdigit() and \
+                not os.path.exists(f"/proc/{pid}"):
+            _remove_user(entry.pw_name)
 
 
 @pytest.fixture
@@ -62,6 +75,7 @@ def unprivileged_user():
         return
     if shutil.which("useradd") is None or shutil.which("runuser") is None:
         pytest.skip("useradd/runuser not available to make a temporary user")
+    _remove_users_of_ended_sessions()
     created = subprocess.run(["useradd", "-M", "-s", "/bin/false", UNPRIVILEGED],
                              capture_output=True).returncode == 0
     try:
@@ -81,7 +95,16 @@ def unprivileged_user():
             os.chmod("/dev/fuse", fuse_mode)
     finally:
         if created:
-            subprocess.run(["userdel", UNPRIVILEGED], capture_output=True)
+            _remove_user(UNPRIVILEGED)
+
+
+def _remove_user(name: str) -> None:
+    # userdel refuses while a process of the user still runs: a daemon the test
+    # stopped may take a moment to exit.
+    for _ in range(50):
+        if subprocess.run(["userdel", name], capture_output=True).returncode != 8:
+            return
+        time.sleep(0.1)
 
 
 ENGINES = ("native", "pyfuse3")
