@@ -58,6 +58,7 @@ from .handler import request as _request
 from .idmap import IDENTITY, IdMap
 from .index import Node, PathIndex
 from .openfiles import DEFAULT_CACHED, OpenFile, OpenFiles
+from .readahead import ListingReadahead
 from .upper import Upper
 
 # Layers never change behind the kernel's back: let it cache for long.
@@ -121,6 +122,8 @@ class LayerOperations(WriteOperations):
         """Whether OPEN and OPENDIR are answered ENOSYS (read-only mounts only)."""
         self.notifier: Notifier = _NoKernel()
         self._files = OpenFiles(cached_files)
+        self._readahead: ListingReadahead | None = None
+        """Warms the files a cold walk reads next (not for lazily fetched layers)."""
         self._dirs: dict[int, OpenDir] = {}
         self._lookups: Counter[int] = Counter()
         self._stale: set[int] = set()
@@ -145,9 +148,13 @@ class LayerOperations(WriteOperations):
         if self._deferred is not None:
             return  # once the index is ready
         self._files.open_layers(self.index)
+        if not self._files.fetching:
+            self._readahead = ListingReadahead(self.index, self._files.layer_roots)
         self._name_max = min(os.statvfs(fd).f_namemax for fd in self._files.layer_roots)
 
     def close_layers(self) -> None:
+        if self._readahead is not None:
+            self._readahead.close()
         self._files.close()
 
     # -- a mount whose layers are still arriving ---------------------------------
@@ -412,6 +419,8 @@ class LayerOperations(WriteOperations):
         # A lower layer's file cannot change: its size says where it ends.
         end = None if handle.layer == self.index.upper else handle.node.size
         cached = read_if_cached(handle.fd, size, offset, end)
+        if offset == 0 and end is not None and self._readahead is not None:
+            self._readahead.first_read(handle.node, missed=cached is None)
         if cached is not None:
             return cached
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, offset)
