@@ -67,7 +67,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per measurement (default 5; median)")
     parser.add_argument("--contenders", default="layerfs,kernel,fuse-overlayfs",
                         help="comma-separated subset of layerfs,layerfs-pyfuse3,layerfs-noxattrs,"
-                             "layerfs-xattrs-on,"
+                             "layerfs-xattrs-on,layerfs-before,"
                              "kernel,fuse-overlayfs (layerfs-pyfuse3: on the pyfuse3 engine; "
                              "layerfs-noxattrs: with -o noxattrs; layerfs-xattrs-on: with "
                              "-o xattrs=on, xattrs served whatever the image holds)")
@@ -75,6 +75,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of " + ",".join(p.name for p in PHASES))
     parser.add_argument("--repo", default=str(BENCH_DIR.parent),
                         help="layerfs source tree put on PYTHONPATH (default: this checkout)")
+    parser.add_argument("--before", metavar="REPO",
+                        help="another layerfs source tree (e.g. a worktree of an earlier "
+                             "commit), measured as contender layerfs-before in the same runs")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter with layerfs's dependencies (trio, pyfuse3) installed")
     parser.add_argument("--json", metavar="FILE", help="also write all samples to FILE")
@@ -104,6 +107,9 @@ def _contenders(args: argparse.Namespace) -> tuple[list[Contender], dict[str, st
         "kernel": KernelOverlay(),
         "fuse-overlayfs": FuseOverlayfs(),
     }
+    if args.before:
+        known["layerfs-before"] = Layerfs(os.path.abspath(args.before), args.python,
+                                          label="before")
     chosen, skipped = [], {}
     for name in args.contenders.split(","):
         if name not in known:

@@ -98,14 +98,14 @@ class Layerfs(Contender):
     """layerfs from a source tree, on its default FUSE engine or on the one named."""
 
     def __init__(self, repo: str, python: str, engine: str | None = None,
-                 options: str = "") -> None:
+                 options: str = "", label: str | None = None) -> None:
         self.repo = repo
         self.python = python
         self.engine = engine
         self.options = options
         """Extra -o options (e.g. noxattrs), named in the contender's name."""
         shown = options.replace(",", "-").replace("=", "-")
-        self.name = "-".join(["layerfs", *filter(None, [engine, shown])])
+        self.name = "-".join(["layerfs", *filter(None, [engine, shown, label])])
 
     def mount_env(self) -> dict[str, str]:
         env = dict(os.environ)
