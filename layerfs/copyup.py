@@ -214,7 +214,12 @@ class CopyUp(Changing):
                 entry = IndexEntry(entry.name, entry.extra - 1)
                 hardlinks.set_nlink(entry.name, entry.extra)
             self.disk.link_in(hardlinks.path(entry.name), target)
+        assert self.upper is not None
+        self.index.loader.numbers.join(self.upper, self.disk.lstat(target), node.ino)
         self.tree.indexed[node.ino] = entry
+        # A change that comes by inode (a write, chmod) finds this upper name
+        # first: it then needs no other name linked up.
+        self.tree.nodes[node.ino] = node
         self.tree.copied_up(node, self.disk.lstat(target))
         self.tree.set_stat(node, self.disk.lstat(target))
         self._keep_number(node, fresh=True)

@@ -236,6 +236,9 @@ class TreeLoader:
         # Only now, all reads done, does the directory change: an error above
         # leaves it unread, to be tried again.
         self.tree.attach(directory, tuple(position for position, _, _ in scanned), children)
+        for node in children.values():
+            if node.ino in self.tree.indexed and node.layer == self.upper:
+                self.tree.nodes[node.ino] = node  # as after its copy-up (layerfs.copyup)
 
     def _scan_merged_dir(self, directory: Node) -> list[tuple[int, bytes, ScannedDir]]:
         """Scan the directory in each layer that may contribute, top first,

@@ -348,7 +348,9 @@ class MergedTree:
             if node in group:
                 group.remove(node)
             if self.nodes.get(node.ino) is node and group:
-                self.nodes[node.ino] = group[0]
+                # An upper name first: a change by inode needs no copy-up then.
+                self.nodes[node.ino] = next(
+                    (alias for alias in group if alias.layer == self.upper), group[0])
             if len(group) <= 1:
                 del self.links[node.ino]
             if group:
