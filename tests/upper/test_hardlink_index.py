@@ -197,3 +197,20 @@ def test_without_index_the_group_is_copied_up_whole(scratch):
         == ["a file 4", "d file 4"]
     assert not (pair.layerfs.work / "index").exists()
     reset_work(pair.layerfs)
+
+
+def test_link_up_after_a_remount(scratch):
+    """A remounted layerfs finds the index entry and links the other names up
+    from it, as the kernel does."""
+    pair = index_pair(scratch)
+    with pair.mounted():
+        pair.apply(append("a", b"more\n"))
+    with pair.mounted():
+        pair.apply(rename("sub/b", "b2"))
+        pair.apply(unlink("d"))
+        pair.apply(append("b2", b"again\n"))
+        pair.check()
+        assert group_view(pair.layerfs.mnt) == group_view(pair.kernel.mnt)
+    assert upper_names(pair.layerfs.upper) == upper_names(pair.kernel.upper)
+    assert [entry[1:] for entry in index_entries(pair.layerfs.work)] == \
+        [entry[1:] for entry in index_entries(pair.kernel.work)]
