@@ -158,9 +158,11 @@ class HardlinkIndex:
         except FileNotFoundError:
             self.names.discard(name)
             return None
-        if stat.S_ISDIR(st.st_mode) or stat.S_IFMT(st.st_mode) != stat.S_IFMT(os.lstat(path).st_mode):
-            return None  # not the kernel's entry for this file: leave it be
-        return name, st, self.xattrs(name)
+        own = self.xattrs(name)
+        if stat.S_IFMT(st.st_mode) != stat.S_IFMT(os.lstat(path).st_mode) \
+                or own.get(self.origin_xattr) != origin:
+            return None  # not this file's entry (the kernel's check): leave it be
+        return name, st, own
 
     def xattrs(self, name: bytes) -> dict[bytes, bytes]:
         values = {}
