@@ -65,7 +65,8 @@ def _build_parser() -> argparse.ArgumentParser:
                             "(default: .NAME.work beside the upper dir)")
     mount.add_argument("-o", dest="options", action="append", default=[], metavar="OPTS",
                        help="comma-separated mount options: lowerdir=TOP:...:BOTTOM, "
-                            "upperdir=DIR, workdir=DIR, redirect_dir=on|off, userxattr, engine=NAME, "
+                            "upperdir=DIR, workdir=DIR, redirect_dir=on|off, index=on|off, userxattr, "
+                            "engine=NAME, "
                             "allow_other, xattrs=auto|on|off, squash_to_root, squash_to_uid=N, "
                             "squash_to_gid=N, uidmapping=CONTAINER:HOST:SIZE[:...], gidmapping=...; generic "
                             "mount options (ro, nodev, ...) are accepted")

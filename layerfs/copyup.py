@@ -1,11 +1,19 @@
 """Copy-up: making the upper dir provide an entry of the lower layers, as the kernel does.
 
 An entry from a lower layer is copied up before it changes -- data, owner,
-mode, times and xattrs, parent dirs first -- and keeps its inode number;
-hard-linked lower names are copied up together and stay one inode (the
-kernel's ``index=on``); a metadata-only copy (``metacopy=on``) gets its data
-at its first change. Each copy is built and installed by
-:class:`~layerfs.upperdir.UpperDir`, then recorded in the merged tree.
+mode, times and xattrs, parent dirs first -- and keeps its inode number; a
+metadata-only copy (``metacopy=on``) gets its data at its first change.
+Hard-linked lower names stay one inode in one of two ways:
+
+- by default they are copied up together (every name linked in the upper);
+- with ``index=on`` and a work dir, as the kernel's inode index does: only
+  the changed name is copied up, through an entry of ``WORKDIR/index`` in
+  the kernel's format (:mod:`layerfs.hardlinkindex`); the other names stay
+  lower, show that inode, and are linked up from the entry when they
+  change (or are removed or renamed, as the kernel's ovl_nlink_start).
+
+Each copy is built and installed by :class:`~layerfs.upperdir.UpperDir`,
+then recorded in the merged tree.
 
 :class:`CopyUp` is the base of :class:`~layerfs.upper.Upper`: it also holds
 what every change shares -- the index, the tree, the upper dir, re-reading an
@@ -21,8 +29,10 @@ import stat
 from .backing import open_for_reading
 from .changes import Changing, one_change
 from .diskattrs import Attributes
+from .hardlinkindex import nlink_value
 from .index import Node, PathIndex
 from .inodes import InodeNumbers
+from .tree import IndexEntry
 from .upperdir import UpperDir
 from .whiteouts import backing_xattr_name
 
@@ -43,6 +53,8 @@ class CopyUp(Changing):
         through ``index``)."""
         self.disk = disk
         self.upper = index.upper
+        self.hardlinks = index.hardlinks
+        """The inode index with ``index=on`` (None: groups are copied up whole)."""
 
     # -- shared by every change ---------------------------------------------------------
 
@@ -50,6 +62,9 @@ class CopyUp(Changing):
         """Re-read the attributes of an upper node from the upper dir."""
         if self.tree.is_upper(node) and self.tree.is_attached(node):
             self.tree.set_stat(node, self.disk.lstat(node.path()))
+        elif node.ino in self.tree.indexed and self.hardlinks is not None:
+            self.tree.set_stat(node, os.lstat(self.hardlinks.path(
+                self.tree.indexed[node.ino].name)))
 
     def _keep_number(self, node: Node, *, fresh: bool = False) -> None:
         """Make ``node`` keep its inode number across remounts where its path
@@ -109,8 +124,17 @@ class CopyUp(Changing):
                     raise
         return values
 
+    def indexes(self, node: Node) -> bool:
+        """Whether ``node`` is a lower name of a hard-linked file that the inode
+        index keeps one inode (``index=on``): copied up alone, through the index."""
+        return (self.hardlinks is not None and node.children is None
+                and not self.tree.is_upper(node) and node.ino not in self.tree.data_elsewhere
+                and (node.ino in self.tree.indexed or node.nlink > 1))
+
     def _copy_up_one(self, node: Node, *, with_data: bool) -> None:
         assert node.parent is not None
+        if self.indexes(node) and self._copy_up_indexed(node):
+            return
         position, relpath = self.index.data_backing(node)
         layer = self.index.layers[position]
         replacing = self.tree.is_upper(node)  # a metadata-only copy, made whole
@@ -160,3 +184,74 @@ class CopyUp(Changing):
             # dir; a file hard-linked in its layer to a name no longer shown
             # is one name in the upper. The kernel may hold the old count.
             self._touch(node.ino)
+
+    def _copy_up_indexed(self, node: Node) -> bool:
+        """Copy up one name of a lower hard-linked file the kernel's ``index=on``
+        way: the first through a new index entry (origin and nlink xattrs, data
+        whole), the others linked up from it. False if the lower file has no
+        handle to name an entry by (then the group is copied up whole)."""
+        hardlinks = self.hardlinks
+        assert hardlinks is not None and node.parent is not None
+        target = node.path()
+        entry = self.tree.indexed.get(node.ino)
+        with self.disk.times_kept(node.parent.path()):
+            if entry is None:
+                position, relpath = self.index.data_backing(node)
+                layer = self.index.layers[position]
+                with layer.at(relpath) as source:
+                    origin = hardlinks.origin_of(source)
+                if origin is None:
+                    return False
+                name = origin.hex().encode()
+                # The merged count stays the lower one: the upper inode has the
+                # index entry and this name.
+                entry = IndexEntry(name, node.nlink - 2)
+                xattrs = self._shown_xattrs(node)
+                xattrs[hardlinks.origin_xattr] = origin
+                xattrs[hardlinks.nlink_xattr] = nlink_value(entry.extra)
+                self._build_entry(node, layer, relpath, xattrs, name)
+            else:
+                entry = IndexEntry(entry.name, entry.extra - 1)
+                hardlinks.set_nlink(entry.name, entry.extra)
+            self.disk.link_in(hardlinks.path(entry.name), target)
+        assert self.upper is not None
+        self.index.loader.numbers.join(self.upper, self.disk.lstat(target), node.ino)
+        self.tree.indexed[node.ino] = entry
+        # A change that comes by inode (a write, chmod) finds this upper name
+        # first: it then needs no other name linked up.
+        self.tree.nodes[node.ino] = node
+        self.tree.copied_up(node, self.disk.lstat(target))
+        self.tree.set_stat(node, self.disk.lstat(target))
+        self._keep_number(node, fresh=True)
+        self._touch(node.ino)  # the other names' attributes are the copy's now
+        return True
+
+    def _build_entry(self, node: Node, layer, relpath: bytes, xattrs: dict[bytes, bytes],
+                     name: bytes) -> None:
+        """Copy ``node``'s lower file into the index as entry ``name``."""
+        assert self.hardlinks is not None
+        attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
+                           atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
+
+        def open_source() -> int:
+            layer.ensure_content(relpath)
+            root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return open_for_reading(root, relpath)
+            finally:
+                os.close(root)
+
+        with layer.at(relpath) as source:
+            temp = self.disk.build_copy(source, attrs, xattrs=xattrs, open_source=open_source,
+                                        size=node.size)
+        try:
+            self.hardlinks.install(temp, name)
+        except BaseException:
+            self.disk.discard(temp)
+            raise
+
+    def forget_index_entry(self, node: Node) -> None:
+        """``node``'s inode lost its last name: its index entry goes too."""
+        entry = self.tree.indexed.pop(node.ino, None)
+        if entry is not None and self.hardlinks is not None:
+            self.hardlinks.remove(entry.name)

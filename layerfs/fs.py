@@ -207,7 +207,8 @@ class LayerOperations(WriteOperations):
 
     def _fresh(self, node: Node, *, always: bool = False) -> Node:
         """``node`` with up-to-date attributes: an upper file may have been written."""
-        if self.upper is None or not self.index.is_upper(node):
+        if self.upper is None or not self.index.is_upper(node) \
+                and node.ino not in self.index.tree.indexed:  # a lower name shows the upper inode
             return node
         if not always and node.ino not in self._stale:
             return node

@@ -24,6 +24,7 @@ import os
 from typing import Iterator, Sequence
 
 from .errors import LayerError
+from .hardlinkindex import HardlinkIndex
 from .layer import Layer
 from .layerview import LayerView
 from .loader import TreeLoader
@@ -39,7 +40,8 @@ OWNER_XATTR = b"user.layerfs.owner"
 class PathIndex:
     """The merged tree of a layer stack, bottom layer at position 0."""
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    def __init__(self, layers: Sequence[Layer], *,
+                 hardlinks: HardlinkIndex | None = None) -> None:
         if not layers:
             raise LayerError("no layers to mount")
         self.layers = list(layers)
@@ -47,7 +49,9 @@ class PathIndex:
         """Each layer's own entries (see :mod:`layerfs.layerview`)."""
         self.upper: int | None = len(self.layers) - 1 if self.layers[-1].upper else None
         """Position of the writable upper layer, if there is one (always the top)."""
-        self.loader = TreeLoader(self.views, upper=self.upper)
+        self.hardlinks = hardlinks
+        """The work dir's inode index, with ``index=on`` (see :mod:`layerfs.hardlinkindex`)."""
+        self.loader = TreeLoader(self.views, upper=self.upper, hardlinks=hardlinks)
         self.tree: MergedTree = self.loader.tree
         self.root = self.tree.root
         self.load(self.root)
@@ -117,7 +121,12 @@ class PathIndex:
 
     def data_backing(self, node: Node) -> tuple[int, bytes]:
         """The layer position and path holding ``node``'s file data: its backing
-        entry's, or a lower file's for a metadata-only copy."""
+        entry's, or a lower file's for a metadata-only copy. A lower name of a group
+        the inode index keeps one inode reads the index entry: an absolute path."""
+        indexed = self.tree.indexed.get(node.ino)
+        if indexed is not None and node.layer != self.upper and self.hardlinks is not None:
+            assert self.upper is not None
+            return self.upper, self.hardlinks.path(indexed.name)
         elsewhere = self.tree.data_elsewhere.get(node.ino)
         if elsewhere is not None:
             return elsewhere.position, elsewhere.path

@@ -19,6 +19,7 @@ read then. Reads run under one lock, since a slow change runs in a worker thread
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
@@ -26,16 +27,26 @@ from collections import deque
 from typing import Sequence
 
 from .errors import LayerError
+from .hardlinkindex import HardlinkIndex, parse_nlink
 from .layerview import LayerView
 from .merge import MergedChild, merge_children
 from .metacopy import metacopy_data
 from .numbering import EntryNumbers
 from .redirects import redirected_stack
 from .scan import ScannedDir
-from .tree import MergedTree, Node
-from .whiteouts import INODE_XATTRS, METACOPY_XATTRS, REDIRECT_XATTRS, is_metacopy, redirect_of
+from .tree import IndexEntry, MergedTree, Node
+from .whiteouts import (
+    INODE_XATTRS,
+    METACOPY_XATTRS,
+    NLINK_XATTRS,
+    ORIGIN_XATTRS,
+    REDIRECT_XATTRS,
+    is_metacopy,
+    redirect_of,
+)
 
-_UPPER_FILE_XATTRS = frozenset(INODE_XATTRS + METACOPY_XATTRS + REDIRECT_XATTRS)
+_UPPER_FILE_XATTRS = frozenset(INODE_XATTRS + METACOPY_XATTRS + REDIRECT_XATTRS
+                               + NLINK_XATTRS + ORIGIN_XATTRS)
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +55,11 @@ class TreeLoader:
     """Reads the directories of a :class:`MergedTree` from its layers' views
     (bottom layer at position 0; ``upper``: the writable top layer's position)."""
 
-    def __init__(self, views: Sequence[LayerView], *, upper: int | None = None) -> None:
+    def __init__(self, views: Sequence[LayerView], *, upper: int | None = None,
+                 hardlinks: HardlinkIndex | None = None) -> None:
         self.views = list(views)
         self.upper = upper
+        self.hardlinks = hardlinks
         self._callback = self.load
         """The loader of every unread node (one bound method, shared)."""
         self._unread: deque[Node] = deque()
@@ -137,6 +150,39 @@ class TreeLoader:
             return {}
         return self.views[position].overlay_xattrs(inside, _UPPER_FILE_XATTRS)
 
+    def _index_entry(self, position: int, inside: bytes, st, own: dict[bytes, bytes]):
+        """For a file with several links: the inode index's entry of its group
+        (:mod:`layerfs.hardlinkindex`), its stat and overlay xattrs, or None. A
+        lower file is looked up by its handle, an upper one by its origin."""
+        hardlinks = self.hardlinks
+        assert hardlinks is not None
+        lower_nlink = None
+        if position == self.upper:
+            origin = next((own[key] for key in ORIGIN_XATTRS if key in own), None)
+            if origin is None:
+                return None
+            name = origin.hex().encode()
+            if name not in hardlinks.names:
+                return None
+            try:
+                index_st = os.lstat(hardlinks.path(name))
+            except FileNotFoundError:
+                return None
+            if (index_st.st_dev, index_st.st_ino) != (st.st_dev, st.st_ino):
+                return None
+            index_own = own
+        else:
+            with self.views[position].layer.at(inside) as path:
+                found = hardlinks.find(path)
+            if found is None:
+                return None
+            name, index_st, index_own = found
+            lower_nlink = st.st_nlink
+        value = next((index_own[key] for key in NLINK_XATTRS if key in index_own), None)
+        shown = None if value is None else parse_nlink(value, index_st.st_nlink, lower_nlink)
+        extra = 0 if shown is None else shown - index_st.st_nlink
+        return IndexEntry(name, extra), index_st, index_own
+
     def _read_dir(self, directory: Node) -> None:
         relpath = directory.path()
         scanned = self._scan_merged_dir(directory)
@@ -161,7 +207,16 @@ class TreeLoader:
             read.append((name, child, child_path, position, st, own, data))
         children: dict[bytes, Node] = {}
         for name, child, child_path, position, st, own, data in read:
-            if not child.is_dir and st.st_nlink > 1:
+            indexed = None
+            if not child.is_dir and st.st_nlink > 1 and self.hardlinks is not None:
+                indexed = self._index_entry(position, where[position] + name, st, own)
+                if indexed is not None:
+                    entry, st, own = indexed
+            if indexed is not None:
+                # One inode with the upper names of its group, wherever they are.
+                assert self.upper is not None
+                ino = self.numbers.link_number(self.upper, child_path, st, own)
+            elif not child.is_dir and st.st_nlink > 1:
                 ino = self.numbers.link_number(position, child_path, st, own)
             else:
                 ino = self.numbers.number(child_path, own)
@@ -171,6 +226,9 @@ class TreeLoader:
                 self._unread.append(node)
             else:
                 node = Node(ino, name, directory, position, st)
+            if indexed is not None:
+                self.tree.indexed[ino] = entry
+                node.nlink += entry.extra
             if data is not None:
                 self.tree.data_elsewhere[ino] = data
                 node.blocks = data.blocks  # the kernel shows the data's
@@ -178,6 +236,9 @@ class TreeLoader:
         # Only now, all reads done, does the directory change: an error above
         # leaves it unread, to be tried again.
         self.tree.attach(directory, tuple(position for position, _, _ in scanned), children)
+        for node in children.values():
+            if node.ino in self.tree.indexed and node.layer == self.upper:
+                self.tree.nodes[node.ino] = node  # as after its copy-up (layerfs.copyup)
 
     def _scan_merged_dir(self, directory: Node) -> list[tuple[int, bytes, ScannedDir]]:
         """Scan the directory in each layer that may contribute, top first,

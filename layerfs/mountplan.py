@@ -133,6 +133,8 @@ class MountPlan:
     userxattr: bool | None = None
     """True: ``user.overlay.*`` xattrs; None: as the caller's privileges allow."""
     redirect_dir: str | None = None
+    index: bool = False
+    """``index=on``: hard-linked lower files copied up through the kernel's inode index."""
     volatile: bool = False
     fuse_options: set[str] = field(default_factory=set)
     engine: str | None = None
@@ -150,8 +152,10 @@ class MountPlan:
             return []
         assert self.upperdir is not None
         workdir = self.workdir or default_workdir(self.upperdir)
-        return [path for path in (workdir, os.path.join(workdir, "work"))
-                if not os.path.lexists(path)]
+        made = [workdir, os.path.join(workdir, "work")]
+        if self.index:
+            made.append(os.path.join(workdir, "index"))
+        return [path for path in made if not os.path.lexists(path)]
 
     def open(self) -> tuple[PathIndex | DeferredIndex, Upper | None]:
         """The index to serve, and the :class:`Upper` that writes it (None when
@@ -165,7 +169,7 @@ class MountPlan:
         assert self.upperdir is not None
         return open_writable(layers, self.upperdir, self.workdir, userxattr=self.userxattr,
                              redirect_dir=self.redirect_dir, volatile=self.volatile,
-                             read_only=self.read_only)
+                             read_only=self.read_only, index=self.index)
 
     def serve_options(self) -> dict:
         """The keyword arguments of :func:`layerfs.mount.serve` this plan decides."""
@@ -203,6 +207,8 @@ def plan_mount(image: ImageRequest | None, options: MountOptions, *,
         raise UsageError("a work dir needs an upper dir (--upper or -o upperdir=)")
     if options.upperdir and not options.workdir:
         raise UsageError("-o upperdir= needs -o workdir= (as the kernel overlay)")
+    if options.index and options.userxattr:
+        raise UsageError("-o index=on: not with userxattr (as the kernel overlay)")
     ids = build_id_map(options.ids, as_me=as_me)  # rootless: owners shown
     opened = open_explicit_layers(list(explicit)) if explicit else open_image(image)
     if upperdir:
@@ -214,7 +220,8 @@ def plan_mount(image: ImageRequest | None, options: MountOptions, *,
     return MountPlan(layers=opened.layers, kind=kind, pending=opened.pending,
                      upperdir=upperdir, workdir=workdir, read_only=options.read_only,
                      userxattr=True if options.userxattr else None,
-                     redirect_dir=options.redirect_dir, volatile=options.volatile,
+                     redirect_dir=options.redirect_dir, index=bool(options.index),
+                     volatile=options.volatile,
                      fuse_options=set(options.fuse), engine=engine or options.engine,
                      ids=ids, xattrs=options.xattrs,
                      fsname=mount_source(image.spec if image is not None else None),
@@ -237,6 +244,11 @@ def plan_overlay_mount(options: MountOptions, *, flags: set[str] = frozenset(),
         # As mount -t overlay: the module's default (with userxattr, as
         # unprivileged, the kernel makes no redirects at all).
         redirect_dir = read_defaults().redirect_dir
+    if options.index and options.userxattr:
+        raise UsageError("index=on: not with userxattr (as the kernel overlay)")
+    index = options.index
+    if index is None and not options.userxattr and os.geteuid() == 0:
+        index = read_defaults().index  # the module's default, as the kernel's
     fuse = set(options.fuse) | set(flags)
     if os.geteuid() == 0:
         fuse.add("allow_other")
@@ -245,7 +257,7 @@ def plan_overlay_mount(options: MountOptions, *, flags: set[str] = frozenset(),
                      upperdir=options.upperdir, workdir=options.workdir,
                      read_only=options.read_only,
                      userxattr=True if options.userxattr else None,
-                     redirect_dir=redirect_dir, volatile=options.volatile,
+                     redirect_dir=redirect_dir, index=bool(index), volatile=options.volatile,
                      fuse_options=fuse, engine=options.engine,
                      ids=build_id_map(options.ids), xattrs=options.xattrs, fsname=source,
                      subtype=subtype)

@@ -49,3 +49,9 @@ class EntryNumbers:
             self._links[key] = number
             self.linked.add(number)
         return number
+
+    def join(self, position: int, st: os.stat_result, number: int) -> None:
+        """Names of inode ``st`` of layer ``position`` get ``number`` (a lower file
+        copied up through the inode index: its names read later join its group)."""
+        self._links[(position, st.st_dev, st.st_ino)] = number
+        self.linked.add(number)

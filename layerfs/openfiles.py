@@ -69,6 +69,9 @@ class OpenFiles:
         """``node``'s backing file (where its data is), opened for reading."""
         assert self._index is not None, "open_layers first"
         position, relpath = self._index.data_backing(node)
+        if relpath.startswith(b"/"):  # an inode index entry (layerfs.hardlinkindex)
+            fd = os.open(relpath, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return OpenFile(node, fd, node.layer, False)
         layer = self._index.layers[position]
         layer.ensure_content(relpath)
         with backing_io(layer, relpath):

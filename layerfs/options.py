@@ -23,7 +23,7 @@ IGNORED = frozenset({
     "default_permissions", "lazytime", "nolazytime", "silent", "loud", "mand", "nomand",
 })
 IGNORED_KEYS = frozenset({
-    "index", "xino", "metacopy", "nfs_export", "uuid", "verity",
+    "xino", "metacopy", "nfs_export", "uuid", "verity",
     "context", "fscontext", "defcontext", "rootcontext", "fsname", "subtype",
 })
 REDIRECT_DIR_VALUES = ("on", "off", "follow", "nofollow")
@@ -41,6 +41,9 @@ class MountOptions:
     redirect_dir: str | None = None
     """on (layerfs's default with an upper dir), off, follow or nofollow."""
     userxattr: bool = False
+    index: bool | None = None
+    """``index=on|off``: hard-linked lower files copied up the kernel's inode index
+    way (see layerfs/copyup.py); None: not given."""
     read_only: bool = False
     volatile: bool = False
     """Skip every sync to the upper dir (the kernel's ``volatile``)."""
@@ -104,6 +107,10 @@ def parse_options(strings: list[str]) -> MountOptions:
                     raise UsageError(f"-o {item}: expected one of "
                                      f"{', '.join(REDIRECT_DIR_VALUES)}")
                 options.redirect_dir = value
+            elif key == "index" and has_value:
+                if value not in ("on", "off"):
+                    raise UsageError(f"-o {item}: expected on or off")
+                options.index = value == "on"
             elif key == "engine" and has_value:
                 if value not in ENGINES:
                     raise UsageError(f"-o {item}: expected one of {', '.join(ENGINES)}")

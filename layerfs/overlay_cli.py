@@ -6,9 +6,9 @@ Options may come before or after the positionals, in one or several ``-o``.
 ``mount -t fuse.layerfs-overlay SOURCE MNT -o ...`` reaches it through
 mount.fuse3. Generic mount options (``rw``, ``dev``, ``nosuid``, ``noatime``,
 ...) are passed to FUSE where it knows them; overlay options layerfs does not
-need (``index=``, ``xino=``, ``metacopy=``, ...) and unknown ones are accepted
-with a note, as fuse-overlayfs does. Without ``redirect_dir=`` it takes the
-kernel overlay's default from its module parameters, as ``mount -t overlay``
+need (``xino=``, ``metacopy=``, ...) and unknown ones are accepted
+with a note, as fuse-overlayfs does. Without ``redirect_dir=`` or ``index=`` it
+takes the kernel overlay's default from its module parameters, as ``mount -t overlay``
 does (:mod:`layerfs.overlay_defaults`); what the options make of the mount is
 decided in :func:`layerfs.mountplan.plan_overlay_mount`. ``engine=native|pyfuse3`` picks the
 FUSE engine. It returns 0 once the mount is live and

@@ -4,10 +4,11 @@
 ``/sys/module/overlay/parameters/`` when the options do not name them;
 ``layerfs-overlay`` does the same, so it behaves as the kernel overlay
 would on this machine. Without the module (no such directory) the
-defaults are layerfs's own. Of the four only redirect_dir changes what
-layerfs does (off/follow/nofollow: renaming a lower dir is EXDEV): layerfs
-always keeps lower hard links one inode (index=on's promise), never writes
-metacopies and numbers inodes itself (xino's promise), whatever they say.
+defaults are layerfs's own. Of the four redirect_dir and index change what
+layerfs does (redirect_dir off/follow/nofollow: renaming a lower dir is EXDEV;
+index on: hard-linked lower files are copied up through the kernel's inode
+index, see layerfs/copyup.py); layerfs never writes metacopies and numbers
+inodes itself (xino's promise), whatever they say.
 """
 
 from __future__ import annotations

@@ -34,6 +34,14 @@ class DataElsewhere(NamedTuple):
     blocks: int
 
 
+class IndexEntry(NamedTuple):
+    """A hard-linked lower file copied up through the kernel's inode index
+    (``index=on``, :mod:`layerfs.hardlinkindex`): its entry's name, and what
+    its names show as nlink beyond the upper inode's count."""
+    name: bytes
+    extra: int
+
+
 class Node:
     """One visible entry of the merged tree."""
 
@@ -190,6 +198,9 @@ class MergedTree:
         self.orphans: set[int] = set()
         """Inodes whose last name was removed; kept while the kernel knows them."""
         self.data_elsewhere: dict[int, DataElsewhere] = {}
+        self.indexed: dict[int, IndexEntry] = {}
+        """Hard-link groups kept one inode by an index entry: their lower names
+        show the entry's inode (see :class:`IndexEntry`)."""
         """Upper files that are metadata-only copies (the kernel's metacopy=on),
         by inode: the lower file holding their data."""
         self.redirected = False
@@ -337,7 +348,9 @@ class MergedTree:
             if node in group:
                 group.remove(node)
             if self.nodes.get(node.ino) is node and group:
-                self.nodes[node.ino] = group[0]
+                # An upper name first: a change by inode needs no copy-up then.
+                self.nodes[node.ino] = next(
+                    (alias for alias in group if alias.layer == self.upper), group[0])
             if len(group) <= 1:
                 del self.links[node.ino]
             if group:
@@ -408,7 +421,10 @@ class MergedTree:
     def set_stat(self, node: Node, st: os.stat_result) -> None:
         """New attributes for ``node``'s inode, under every name it has."""
         elsewhere = self.data_elsewhere.get(node.ino)
+        indexed = self.indexed.get(node.ino)
         for alias in self.aliases(node):
             alias.set_stat(st)
+            if indexed is not None:
+                alias.nlink += indexed.extra  # the names still lower count too
             if elsewhere is not None:
                 alias.blocks = elsewhere.blocks  # the kernel shows the data's

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from .attrchanges import AttributeChanges
 from .changes import one_change
 from .diskattrs import Attributes
+from .hardlinkindex import HardlinkIndex
 from .index import Node, PathIndex
 from .inodes import InodeNumbers
 from .upperdir import RENAME_EXCHANGE, RENAME_NOREPLACE, UpperDir
@@ -205,6 +206,10 @@ class Upper(AttributeChanges):
         return node
 
     def _remove(self, parent: Node, node: Node) -> None:
+        if self.indexes(node):
+            # As the kernel: the index keeps the group's link count, so the
+            # name is linked up before it goes.
+            self._copy_up(node)
         self._copy_up(parent)
         relpath = node.path()
         if self.lower_positive(parent, node.name):
@@ -223,6 +228,7 @@ class Upper(AttributeChanges):
             self._touch(node.ino)
         elif node.children is None:
             node.nlink = 0
+            self.forget_index_entry(node)
 
     # -- rename ------------------------------------------------------------------------------
 
@@ -260,6 +266,8 @@ class Upper(AttributeChanges):
         if target is not None and target.children:
             raise _fail(errno.ENOTEMPTY)
         self._copy_up(node, with_data=True)
+        if target is not None and self.indexes(target):
+            self._copy_up(target)  # as the kernel: see _remove
         self._copy_up(new_parent)
         old_rel = node.path()
         new_rel = _join(new_parent.path(), new_name)
@@ -377,14 +385,16 @@ def default_workdir(upperdir: str) -> str:
 
 def open_writable(layers: list, upperdir: str, workdir: str | None, *,
                   userxattr: bool | None = None, redirect_dir: str | None = None,
-                  volatile: bool = False, read_only: bool = False
+                  volatile: bool = False, read_only: bool = False, index: bool = False
                   ) -> tuple[PathIndex, Upper | None]:
     """The merged index of ``layers`` (bottom first) under the upper dir, and the
     :class:`Upper` that writes it (None for a read-only mount). Checks and
     prepares the dirs as the kernel does; without root the overlay xattrs are
     ``user.overlay.*``, and then directory renames are EXDEV unless
     ``redirect_dir=on`` is asked for (the kernel does not follow redirects
-    with userxattr, so it could not mount such an upper)."""
+    with userxattr, so it could not mount such an upper). ``index``: hard-linked
+    lower files are copied up through the work dir's inode index, as the
+    kernel's ``index=on`` (:mod:`layerfs.hardlinkindex`)."""
     from .errors import MountError
     from .layer import Layer
 
@@ -403,8 +413,12 @@ def open_writable(layers: list, upperdir: str, workdir: str | None, *,
     top = Layer(root=os.fsdecode(disk.root), label="upper", upper=True)
     if any(os.path.realpath(layer.root) == os.path.realpath(top.root) for layer in layers):
         raise MountError(f"{upperdir}: the upper dir is also a lower layer")
-    index = PathIndex([*layers, top])
+    hardlinks = None
+    if index:
+        hardlinks = HardlinkIndex(disk.workdir, disk.prefix)
+        hardlinks.prepare()
+    merged = PathIndex([*layers, top], hardlinks=hardlinks)
     # The kernel does not follow redirects with userxattr (it refuses
     # redirect_dir=on there): by default, an upper it can mount takes none.
     default = "off" if userxattr else "on"
-    return index, Upper(index, disk, redirect_dir=(redirect_dir or default) == "on")
+    return merged, Upper(merged, disk, redirect_dir=(redirect_dir or default) == "on")

@@ -389,6 +389,11 @@ class UpperDir:
         with self.at(existing) as old_path, self.at(relpath) as new_path:
             os.link(old_path, new_path, follow_symlinks=False)
 
+    def link_in(self, outside: bytes, relpath: bytes) -> None:
+        """Link ``outside`` (an absolute path: an index entry) to ``relpath``."""
+        with self.at(relpath) as new_path:
+            os.link(outside, new_path, follow_symlinks=False)
+
     # -- overlay xattrs --------------------------------------------------------------
 
     def set_opaque(self, relpath: bytes) -> None:

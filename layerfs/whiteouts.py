@@ -32,6 +32,10 @@ METACOPY_XATTRS = (b"trusted.overlay.metacopy", b"user.overlay.metacopy")
 # remounts, where it differs from its path's (layerfs.inodes). In the overlay
 # namespace, so that the kernel hides it and never copies it.
 INODE_XATTRS = (b"trusted.overlay.layerfs.ino", b"user.overlay.layerfs.ino")
+# The kernel's inode index (index=on, layerfs.hardlinkindex): a copy's lower
+# file handle, and its merged link count relative to the upper inode's.
+ORIGIN_XATTRS = (b"trusted.overlay.origin", b"user.overlay.origin")
+NLINK_XATTRS = (b"trusted.overlay.nlink", b"user.overlay.nlink")
 OVERRIDE_STAT_XATTR = b"user.containers.override_stat"
 # Xattrs that describe the layer encoding itself; never shown in the merged view.
 PRIVATE_XATTRS = frozenset({b"user.fuseoverlayfs.opaque", OVERRIDE_STAT_XATTR})
