@@ -42,7 +42,6 @@ import trio
 
 from .backing import read_if_cached
 from .deferred import DeferredIndex
-from .dirreadahead import DirectoryReadahead
 from .fswrites import WriteOperations
 from .fuse.api import (
     ROOT_INODE,
@@ -125,8 +124,6 @@ class LayerOperations(WriteOperations):
         self._files = OpenFiles(cached_files)
         self._readahead: ListingReadahead | None = None
         """Warms the files a cold walk reads next (not for lazily fetched layers)."""
-        self._dir_readahead: DirectoryReadahead | None = None
-        """Warms the directories a walk enters next, while the index is being read."""
         self._dirs: dict[int, OpenDir] = {}
         self._lookups: Counter[int] = Counter()
         self._stale: set[int] = set()
@@ -153,14 +150,11 @@ class LayerOperations(WriteOperations):
         self._files.open_layers(self.index)
         if not self._files.fetching:
             self._readahead = ListingReadahead(self.index, self._files.layer_roots)
-        self._dir_readahead = DirectoryReadahead(self.index, self._files.layer_roots)
         self._name_max = min(os.statvfs(fd).f_namemax for fd in self._files.layer_roots)
 
     def close_layers(self) -> None:
         if self._readahead is not None:
             self._readahead.close()
-        if self._dir_readahead is not None:
-            self._dir_readahead.close()
         self._files.close()
 
     # -- a mount whose layers are still arriving ---------------------------------
@@ -341,8 +335,6 @@ class LayerOperations(WriteOperations):
             # Opened without asking: the node's listing, the same at every call
             # while nothing changes it, so the kernel's cached pages stay valid.
             names = node.listing()
-        if offset == 0 and self._dir_readahead is not None:
-            self._dir_readahead.listed(node)
         if offset < 1:
             if not add(b".", self._attributes(node), 1):
                 return
