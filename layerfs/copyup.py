@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Callable
 
 from .backing import open_for_reading
 from .changes import Changing, one_change
@@ -140,17 +141,7 @@ class CopyUp(Changing):
         replacing = self.tree.is_upper(node)  # a metadata-only copy, made whole
         target = node.path()
         shown_nlink = node.nlink
-        attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
-                           atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
-
-        def open_source() -> int:
-            layer.ensure_content(relpath)
-            root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                return open_for_reading(root, relpath)
-            finally:
-                os.close(root)
-
+        attrs, open_source = _copy_source(node, layer, relpath)
         with self.disk.times_kept(node.parent.path()), layer.at(relpath) as source:
             temp = self.disk.build_copy(source, attrs, xattrs=self._shown_xattrs(node),
                                         open_source=open_source, size=node.size,
@@ -230,17 +221,7 @@ class CopyUp(Changing):
                      name: bytes) -> None:
         """Copy ``node``'s lower file into the index as entry ``name``."""
         assert self.hardlinks is not None
-        attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
-                           atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
-
-        def open_source() -> int:
-            layer.ensure_content(relpath)
-            root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                return open_for_reading(root, relpath)
-            finally:
-                os.close(root)
-
+        attrs, open_source = _copy_source(node, layer, relpath)
         with layer.at(relpath) as source:
             temp = self.disk.build_copy(source, attrs, xattrs=xattrs, open_source=open_source,
                                         size=node.size)
@@ -255,3 +236,20 @@ class CopyUp(Changing):
         entry = self.tree.indexed.pop(node.ino, None)
         if entry is not None and self.hardlinks is not None:
             self.hardlinks.remove(entry.name)
+
+
+def _copy_source(node: Node, layer, relpath: bytes) -> tuple[Attributes, Callable[[], int]]:
+    """What a copy of lower ``node`` (``relpath`` in ``layer``) is built from:
+    its attributes, and how to open its data (fetched first if the layer is lazy)."""
+    attrs = Attributes(node.mode, node.uid, node.gid, node.rdev,
+                       atime_ns=node.atime_ns, mtime_ns=node.mtime_ns)
+
+    def open_source() -> int:
+        layer.ensure_content(relpath)
+        root = os.open(layer.root_bytes, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return open_for_reading(root, relpath)
+        finally:
+            os.close(root)
+
+    return attrs, open_source

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mounting import layerfs_mounted
+from tests.support.pagecache import evict
 
 LAYERS = 3
 DIRS = 4
@@ -44,12 +45,7 @@ def _evict(layers: list[Path]) -> None:
     for layer in layers:
         for path in layer.rglob("*"):
             if path.is_file():
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
+                evict(path)
 
 
 @pytest.mark.parametrize("engine", ["native", "pyfuse3"])

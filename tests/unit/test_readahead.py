@@ -20,6 +20,7 @@ from layerfs.index import Node, PathIndex
 from layerfs.layer import Layer
 from layerfs.readahead import FILE_BYTES, WINDOW_FILES, ListingReadahead
 from tests.support.layerspec import File, materialize_stack
+from tests.support.pagecache import evict
 
 SIZE = 16 << 10
 NAMES = [f"f{number:02d}" for number in range(60)]
@@ -53,16 +54,6 @@ def node(index: PathIndex, path: str) -> Node:
 def shown(dirs: list[Path], path: bytes) -> Path:
     """The file of the topmost layer holding ``path``."""
     return next(d / os.fsdecode(path) for d in reversed(dirs) if (d / os.fsdecode(path)).exists())
-
-
-def evict(files: list[Path]) -> None:
-    for name in files:
-        fd = os.open(name, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # clean pages only can be dropped
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 SYS_CACHESTAT = 451  # the same number on every Linux architecture
@@ -136,7 +127,8 @@ def test_the_window_holds_a_bounded_number_of_bytes(stack):
 def test_the_files_it_names_reach_the_page_cache(stack):
     index, readahead, dirs = stack
     files = [shown(dirs, f"d/{name}".encode()) for name in NAMES]
-    evict(files)
+    for path in files:
+        evict(path)
     if any(pages_cached(path) for path in files):
         pytest.skip("this filesystem keeps pages POSIX_FADV_DONTNEED asked to drop")
     readahead.first_read(node(index, "d/f00"), missed=True)
