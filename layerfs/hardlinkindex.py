@@ -30,6 +30,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import struct
 import sys
@@ -106,6 +107,13 @@ def parse_nlink(value: bytes, upper_nlink: int, lower_nlink: int | None) -> int 
     return None if lower_nlink is None else lower_nlink + extra
 
 
+def _remove_entry(path: bytes) -> None:
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
 class HardlinkIndex:
     """``WORKDIR/index``: the index entries of hard-linked lower files."""
 
@@ -120,14 +128,34 @@ class HardlinkIndex:
 
     def prepare(self) -> None:
         """Create the index dir as the kernel does (mode 0, or 0700 for a normal
-        user's daemon, which has no privilege to write into mode 0); note its entries."""
+        user's daemon, which has no privilege to write into mode 0); note its
+        entries, removing what the kernel's mount removes (ovl_indexdir_cleanup):
+        temporary ``#`` entries a copy-up left when cut short, and orphans."""
         mode = 0 if os.geteuid() == 0 else 0o700
         try:
             os.mkdir(self.dir, mode)
             os.chmod(self.dir, mode)
         except FileExistsError:
             pass
-        self.names = {name for name in os.listdir(self.dir) if not name.startswith(b"#")}
+        self.names = set()
+        for name in os.listdir(self.dir):
+            if name.startswith(b"#") or self._is_orphan(name):
+                _remove_entry(self.path(name))
+            else:
+                self.names.add(name)
+
+    def _is_orphan(self, name: bytes) -> bool:
+        """An entry no name shows any more: the index link alone, and a merged
+        link count of 0, or none it can read (the kernel's fallback is 0). A
+        count relative to the lower inode (``L``) needs that inode: kept."""
+        st = os.lstat(self.path(name))
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink != 1:
+            return False
+        value = self.xattrs(name).get(self.nlink_xattr)
+        if value is not None and value.rstrip(b"\0")[:1] == b"L":
+            return False
+        shown = None if value is None else parse_nlink(value, st.st_nlink, None)
+        return shown is None or shown <= 0
 
     def path(self, name: bytes) -> bytes:
         return self.dir + b"/" + name

@@ -214,3 +214,31 @@ def test_link_up_after_a_remount(scratch):
     assert upper_names(pair.layerfs.upper) == upper_names(pair.kernel.upper)
     assert [entry[1:] for entry in index_entries(pair.layerfs.work)] == \
         [entry[1:] for entry in index_entries(pair.kernel.work)]
+
+
+@pytest.mark.parametrize("orphaned", [True, False])
+def test_mount_cleans_the_index_as_the_kernel(scratch, orphaned):
+    """On mount, the kernel removes the index's temporary '#' entries and its
+    orphans (the index link alone, a merged count of 0: what a crash or an
+    offline change leaves); an entry whose upper name went offline while lower
+    names remain is kept. layerfs does the same."""
+    pair = index_pair(scratch)
+    with pair.mounted():
+        pair.apply(append("a", b"more\n"))
+    for side in (pair.kernel, pair.layerfs):
+        index = side.work / "index"
+        (entry,) = [name for name in os.listdir(index) if not name.startswith("#")]
+        os.unlink(side.upper / "a")
+        if orphaned:
+            os.setxattr(index / entry, "trusted.overlay.nlink", b"U-1")
+        (index / "#7f").write_bytes(b"cut short")
+        (index / "#80").mkdir()
+    with pair.mounted():
+        assert group_view(pair.layerfs.mnt) == group_view(pair.kernel.mnt)
+    kernel_left, layerfs_left = sorted(os.listdir(pair.kernel.work / "index")), \
+        sorted(os.listdir(pair.layerfs.work / "index"))
+    assert [name for name in kernel_left if name.startswith("#")] == []
+    assert len(kernel_left) == (0 if orphaned else 1)
+    assert [entry[1:] for entry in index_entries(pair.layerfs.work)] == \
+        [entry[1:] for entry in index_entries(pair.kernel.work)]
+    assert [name for name in layerfs_left if name.startswith("#")] == []
