@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 from .errors import LayerError
 from .hardlinkindex import HardlinkIndex
 from .layer import Layer
-from .layerview import LayerView
+from .layerview import LayerView, shown_xattr, shown_xattr_names
 from .loader import TreeLoader
 from .merge import MergedChild
 from .tree import DataElsewhere, MergedTree, Node
@@ -123,14 +123,22 @@ class PathIndex:
         """The layer position and path holding ``node``'s file data: its backing
         entry's, or a lower file's for a metadata-only copy. A lower name of a group
         the inode index keeps one inode reads the index entry: an absolute path."""
-        indexed = self.tree.indexed.get(node.ino)
-        if indexed is not None and node.layer != self.upper and self.hardlinks is not None:
+        index_entry = self._index_entry_of(node)
+        if index_entry is not None:
             assert self.upper is not None
-            return self.upper, self.hardlinks.path(indexed.name)
+            return self.upper, index_entry
         elsewhere = self.tree.data_elsewhere.get(node.ino)
         if elsewhere is not None:
             return elsewhere.position, elsewhere.path
         return node.layer, self.tree.relpath_in(node, node.layer)
+
+    def _index_entry_of(self, node: Node) -> bytes | None:
+        """For a lower name of a group the inode index keeps one inode: the path of
+        the index entry, which is that inode (data, attributes, xattrs); else None."""
+        indexed = self.tree.indexed.get(node.ino)
+        if indexed is None or node.layer == self.upper or self.hardlinks is None:
+            return None
+        return self.hardlinks.path(indexed.name)
 
     def backing(self, node: Node) -> tuple[Layer, bytes]:
         """The layer providing ``node`` and the path of its data inside that layer."""
@@ -138,6 +146,9 @@ class PathIndex:
 
     def list_xattrs(self, node: Node) -> list[bytes]:
         """The xattr names ``node`` shows: its backing entry's, less overlay-private ones."""
+        index_entry = self._index_entry_of(node)
+        if index_entry is not None:
+            return shown_xattr_names(index_entry)
         return self.views[node.layer].list_xattrs(self.tree.relpath_in(node, node.layer))
 
     def get_xattr(self, node: Node, name: bytes) -> bytes:
@@ -152,6 +163,9 @@ class PathIndex:
             return f"{node.layer + 1} {provider.diff_id or provider.describe()}".encode()
         if name == OWNER_XATTR:
             return f"{node.uid}:{node.gid}".encode()
+        index_entry = self._index_entry_of(node)
+        if index_entry is not None:
+            return shown_xattr(index_entry, name)
         return self.views[node.layer].get_xattr(self.tree.relpath_in(node, node.layer), name)
 
     def read_link(self, node: Node) -> bytes:

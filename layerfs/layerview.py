@@ -113,9 +113,7 @@ class LayerView:
         the recorded ones."""
         with backing_io(self.layer, relpath):
             with self.layer.at(relpath) as path:
-                on_disk = os.listxattr(path, follow_symlinks=False)
-        names = [visible_xattr_name(os.fsencode(name)) for name in on_disk]
-        shown = [name for name in names if name is not None]
+                shown = shown_xattr_names(path)
         if self.sidecar is not None:
             shown += [name for name in self.sidecar.xattrs_of(relpath) if name not in shown]
         return shown
@@ -124,17 +122,30 @@ class LayerView:
         """The value of an entry's xattr ``name``; OSError(ENODATA) if it has none."""
         if self.sidecar is not None and name in self.sidecar.xattrs_of(relpath):
             return self.sidecar.xattrs_of(relpath)[name]
-        backing_name = backing_xattr_name(name)
-        if backing_name is None:
-            raise OSError(errno.ENODATA, "no such attribute")
         with backing_io(self.layer, relpath):
             with self.layer.at(relpath) as path:
-                return os.getxattr(path, backing_name, follow_symlinks=False)
+                return shown_xattr(path, name)
 
     def read_link(self, relpath: bytes) -> bytes:
         with backing_io(self.layer, relpath):
             with self.layer.at(relpath) as path:
                 return os.readlink(path)
+
+
+def shown_xattr_names(path: bytes) -> list[bytes]:
+    """The xattr names the entry at ``path`` shows: its own, less overlay-private ones."""
+    names = [visible_xattr_name(os.fsencode(name))
+             for name in os.listxattr(path, follow_symlinks=False)]
+    return [name for name in names if name is not None]
+
+
+def shown_xattr(path: bytes, name: bytes) -> bytes:
+    """The value of the xattr shown as ``name`` of the entry at ``path``;
+    OSError(ENODATA) if it has none."""
+    backing_name = backing_xattr_name(name)
+    if backing_name is None:
+        raise OSError(errno.ENODATA, "no such attribute")
+    return os.getxattr(path, backing_name, follow_symlinks=False)
 
 
 def _uses_override_stat(layer: Layer) -> bool:

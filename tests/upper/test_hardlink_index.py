@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from layerfs.hardlinkindex import file_handle, origin_handle
+from layerfs.layer import Layer
+from layerfs.upper import open_writable
 from tests.support.layerspec import File, Hardlink
 from tests.support.overlaypair import OverlayPair, reset_work
 
@@ -65,6 +67,13 @@ def unlink(name: str):
     def operation(root: Path) -> None:
         os.unlink(root / name)
     operation.__name__ = f"unlink {name}"
+    return operation
+
+
+def set_xattr(name: str, xattr: str, value: bytes):
+    def operation(root: Path) -> None:
+        os.setxattr(root / name, xattr, value)
+    operation.__name__ = f"setxattr {name} {xattr}"
     return operation
 
 
@@ -214,6 +223,42 @@ def test_link_up_after_a_remount(scratch):
     assert upper_names(pair.layerfs.upper) == upper_names(pair.kernel.upper)
     assert [entry[1:] for entry in index_entries(pair.layerfs.work)] == \
         [entry[1:] for entry in index_entries(pair.kernel.work)]
+
+
+def test_lower_names_show_the_groups_xattrs_after_a_remount(scratch):
+    """The names still lower of an indexed group show the upper inode's xattrs,
+    as they show its attributes, also after a remount."""
+    pair = index_pair(scratch)
+    with pair.mounted():
+        pair.apply(set_xattr("a", "user.tag", b"changed"))
+    with pair.mounted():
+        shown = {}
+        for side in (pair.kernel, pair.layerfs):
+            shown[side.name] = [(name, os.getxattr(side.mnt / name, "user.tag"),
+                                 "user.tag" in os.listxattr(side.mnt / name))
+                                for name in ("d", "sub/b", "sub/c", "a")]
+        assert shown["layerfs"] == shown["kernel"]
+        assert shown["kernel"][0] == ("d", b"changed", True)
+    assert upper_names(pair.layerfs.upper) == upper_names(pair.kernel.upper)
+
+
+def test_a_lower_name_shows_the_xattrs_before_the_upper_name_is_read(scratch):
+    """Right after a mount of what the kernel left (its upper name in a dir
+    not read yet), a lower name of the group shows the upper inode's xattrs.
+    In process, with the dir left unread: a mount reads it when idle."""
+    pair = index_pair(scratch)
+    with pair.kernel_mounted():
+        os.setxattr(pair.kernel.mnt / "sub/b", "user.tag", b"changed")
+    assert upper_names(pair.kernel.upper) == ["sub dir", "sub/b file 2"]
+    layers = [Layer(root=str(lower), label=lower.name) for lower in pair.kernel.lowers]
+    index, _ = open_writable(layers, str(pair.kernel.upper), str(pair.kernel.work), index=True)
+    root = index.tree.root
+    lower_name = index.lookup(root, b"d")
+    upper_dir = index.lookup(root, b"sub")
+    assert lower_name is not None and upper_dir is not None
+    assert index.get_xattr(lower_name, b"user.tag") == b"changed"
+    assert b"user.tag" in index.list_xattrs(lower_name)
+    assert not upper_dir.is_read
 
 
 @pytest.mark.parametrize("orphaned", [True, False])
