@@ -31,7 +31,6 @@ the kernel did not ask for is invalidated.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import stat
 import time
@@ -66,10 +65,6 @@ from .upper import Upper
 CACHE_TIMEOUT = 3600.0
 
 # readdir offsets: 1 and 2 are "." and "..", children start at 3.
-STREAMING_OFFSET = 8 << 20
-"""A read this far into a file that has to wait for the disk: a big file
-being read through (the layers' metadata read-ahead then gives way)."""
-
 _FIRST_CHILD_OFFSET = 3
 
 # setxattr(2) flags.
@@ -138,9 +133,6 @@ class LayerOperations(WriteOperations):
         """The longest name every layer can hold (the kernel overlay's namelen)."""
         self.last_request = time.monotonic()
         """When the latest request came (background work waits for a quiet spell)."""
-        self.last_streaming_wait = -math.inf
-        """When a read far into a file last had to wait for the disk (see
-        :data:`STREAMING_OFFSET`)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -432,8 +424,6 @@ class LayerOperations(WriteOperations):
             self._readahead.first_read(handle.node, missed=cached is None)
         if cached is not None:
             return cached
-        if offset >= STREAMING_OFFSET:
-            self.last_streaming_wait = time.monotonic()
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, offset)
 
     @_request

@@ -32,7 +32,7 @@ from .idmap import IDENTITY, IdMap
 from .index import PathIndex
 from .logfile import daemon_log_file
 from .mountrecord import mount_record
-from .prefetch import Walks, warm_layers
+from .prefetch import warm_layers
 from .upper import Upper
 from .xattrcheck import image_shows_xattrs, layers_to_walk
 
@@ -162,24 +162,20 @@ async def _complete_index(ops: LayerOperations, deferred: DeferredIndex | None) 
         if deferred.index is None:
             return  # failed: requests get EIO
         await ops.until_ready()
-    walks = Walks()
-    async with trio.open_nursery() as outer:
-        outer.start_soon(walks.give_way, lambda: ops.last_streaming_wait)
-        async with trio.open_nursery() as nursery:
-            walked: list[str] = []
-            if ops.xattrs == "auto" and ops.upper is None:
-                walked = layers_to_walk(ops.index.views)  # the walk reads them ahead
-                nursery.start_soon(_check_xattrs, ops, walks)
-            await _read_index(ops, walks, skip_read_ahead=walked)
-        outer.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        walked: list[str] = []
+        if ops.xattrs == "auto" and ops.upper is None:
+            walked = layers_to_walk(ops.index.views)  # the walk reads them ahead
+            nursery.start_soon(_check_xattrs, ops)
+        await _read_index(ops, skip_read_ahead=walked)
 
 
-async def _check_xattrs(ops: LayerOperations, walks: Walks) -> None:
+async def _check_xattrs(ops: LayerOperations) -> None:
     """-o xattrs=auto on a read-only mount: once no layer is known to hold xattrs,
     GETXATTR is answered ENOSYS (see layerfs/xattrcheck.py)."""
     started = time.monotonic()
     try:
-        found = await image_shows_xattrs(ops.index.views, walks)
+        found = await image_shows_xattrs(ops.index.views)
     except Exception:  # noqa: BLE001 - the check must never stop the mount
         log.exception("cannot tell whether the layers hold xattrs: they are served")
         return
@@ -196,8 +192,7 @@ QUIET_SPELL = 0.05
 """How long no request must have come before the index is read in the background."""
 
 
-async def _read_index(ops: LayerOperations, walks: Walks,
-                      skip_read_ahead: Sequence[str] = ()) -> None:
+async def _read_index(ops: LayerOperations, skip_read_ahead: Sequence[str] = ()) -> None:
     """Read the rest of the layers' directories into the index while no requests
     come, a few milliseconds at a time (the mount is live meanwhile: a request
     for a directory not read yet reads it at once, and a busy mount reads
@@ -206,7 +201,7 @@ async def _read_index(ops: LayerOperations, walks: Walks,
     index = ops.index
     async with trio.open_nursery() as nursery:
         nursery.start_soon(warm_layers, [layer.root for layer in reversed(index.layers)
-                                         if layer.root not in skip_read_ahead], walks)
+                                         if layer.root not in skip_read_ahead])
         while True:
             quiet_for = time.monotonic() - ops.last_request
             if quiet_for < QUIET_SPELL:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from typing import Sequence
 
 import trio
 
 from .layerview import LayerView
-from .prefetch import Walks
 from .xattrwalk import NONE, shows_xattrs
 
 log = logging.getLogger(__name__)
@@ -63,20 +63,19 @@ def layers_to_walk(views: Sequence[LayerView]) -> list[str]:
     return [view.layer.root for view in views if recorded(view) is None]
 
 
-async def image_shows_xattrs(views: Sequence[LayerView], walks: Walks | None = None) -> bool:
+async def image_shows_xattrs(views: Sequence[LayerView]) -> bool:
     """Whether any layer may show an xattr: from the records, else by walking the
-    other layers (each to the end: the walks are also their read-ahead; they run
-    among ``walks``). Cancelling it kills the walks."""
+    other layers (each to the end: the walks are also their read-ahead).
+    Cancelling it kills the walks."""
     records = [recorded(view) for view in views]
     if any(records):
         return True
     found: list[bool] = []
-    walks = walks or Walks()
     limiter = trio.CapacityLimiter(AT_ONCE)
 
     async def walk(root: str) -> None:
         async with limiter:
-            found.append(await _walk_in_subprocess(root, walks))
+            found.append(await _walk_in_subprocess(root))
 
     unknown = [view.layer.root for view, record in zip(views, records, strict=True)
                if record is None]
@@ -88,14 +87,16 @@ async def image_shows_xattrs(views: Sequence[LayerView], walks: Walks | None = N
     return any(found)
 
 
-async def _walk_in_subprocess(root: str, walks: Walks) -> bool:
+async def _walk_in_subprocess(root: str) -> bool:
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
     try:
-        output = await walks.run([sys.executable, "-m", "layerfs.xattrwalk", root], env=env)
+        result = await trio.run_process(
+            [sys.executable, "-m", "layerfs.xattrwalk", root], capture_stdout=True,
+            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
     except OSError as exc:
         log.info("cannot walk %s for xattrs (%s): xattrs stay served", root, exc)
         return True
-    return output.decode(errors="replace").strip() != NONE
+    return result.stdout.decode(errors="replace").strip() != NONE

@@ -8,22 +8,19 @@ a change touched, also when it fails after a copy-up."""
 from __future__ import annotations
 
 import errno
-import math
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
 import trio
 
-from layerfs.fs import STREAMING_OFFSET, LayerOperations
+from layerfs.fs import LayerOperations
 from layerfs.fuse.api import ROOT_INODE, AttrChanges, Context, Entry, FUSEError
 from layerfs.index import PathIndex
 from layerfs.layer import Layer
 from layerfs.upper import open_writable
 from tests.support.layerspec import File, materialize_stack
-from tests.support.pagecache import evict
 
 CTX = Context(uid=0, gid=0, pid=os.getpid())
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -422,33 +419,3 @@ def test_a_change_that_fails_after_a_copy_up_still_invalidates_it(writable):
         assert (d, False) in notices.inodes
 
     run(ops, test)
-
-
-def test_a_read_far_into_a_file_that_waits_for_the_disk_is_told(scratch):
-    """What the layers' read-ahead gives way to (layerfs/prefetch.py): a read
-    past STREAMING_OFFSET that the page cache cannot serve; not one it can, not
-    one near the start of a file."""
-    layer = scratch / "layer"
-    layer.mkdir()
-    size = STREAMING_OFFSET + (1 << 20)
-    (layer / "big").write_bytes(os.urandom(size))
-    ops = LayerOperations(PathIndex([Layer(str(layer), label="layer")]),
-                          zero_message_opens=True)
-    ops.open_layers()
-
-    async def test() -> None:
-        big = await ino_of(ops, "big")
-        evict(layer / "big")
-        await ops.read(big, 0, 0, 1 << 20)
-        assert ops.last_streaming_wait == -math.inf  # near the start
-        evict(layer / "big")
-        before = time.monotonic()
-        assert len(await ops.read(big, 0, STREAMING_OFFSET, 1 << 20)) == 1 << 20
-        waited = ops.last_streaming_wait
-        assert waited >= before
-        await ops.read(big, 0, STREAMING_OFFSET, 1 << 20)  # cached now
-        assert ops.last_streaming_wait == waited
-    try:
-        run(ops, test)
-    finally:
-        ops.close_layers()

@@ -1,28 +1,20 @@
-"""The read-ahead of the layers' metadata: real du(1) processes, run, stopped
-while a big file's reads wait for the disk, and ended."""
+"""The read-ahead of the layers' metadata: real du(1) processes, run and stopped."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import time
 
 import pytest
 import trio
 
-from layerfs.prefetch import POLL_EVERY, Walks, warm_layers
+from layerfs.prefetch import warm_layers
 
 pytestmark = pytest.mark.skipif(shutil.which("du") is None, reason="du(1) is not installed")
 
 
 def _du_children() -> dict[int, list[bytes]]:
-    return _children(b"du")
-
-
-def _children(program: bytes) -> dict[int, list[bytes]]:
-    """Processes whose parent is this test process and that run ``program``: their
-    arguments."""
+    """Processes whose parent is this test process and that run du: their arguments."""
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -34,7 +26,7 @@ def _children(program: bytes) -> dict[int, list[bytes]]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and argv[0].endswith(b"/" + program):
+        if int(fields[1]) == os.getpid() and argv[0].endswith(b"du"):
             found[int(entry)] = argv
     return found
 
@@ -71,45 +63,3 @@ def test_cancelling_stops_the_walks_under_way(scratch):
     assert len(seen) <= 4  # a few layers at once, not all
     assert all(os.fsencode(scratch / "big") in argv for argv in seen.values())  # the layer walked
     assert _du_children() == {}
-
-
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def test_the_walks_give_way_while_a_big_file_waits_for_the_disk():
-    """Walks stop (SIGSTOP) while reads far into a file wait for the disk, also
-    one started meanwhile, and go on GIVE_WAY_FOR after the last such wait."""
-    sleep = shutil.which("sleep")
-    assert sleep is not None
-    walks = Walks()
-    last_wait = [-math.inf]
-    states: list[set[str]] = []
-
-    async def seen(count: int) -> list[int]:
-        while True:
-            pids = list(_children(b"sleep"))
-            if len(pids) == count:
-                return pids
-            await trio.sleep(0.01)
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(walks.give_way, lambda: last_wait[0])
-            nursery.start_soon(walks.run, [sleep, "60"])
-            pids = await seen(1)
-            states.append({_state(pid) for pid in pids})
-            last_wait[0] = time.monotonic() + 60  # a wait now, for the test's length
-            await trio.sleep(POLL_EVERY * 3)
-            nursery.start_soon(walks.run, [sleep, "60"])
-            pids = await seen(2)
-            await trio.sleep(POLL_EVERY)
-            states.append({_state(pid) for pid in pids})
-            last_wait[0] = -math.inf
-            await trio.sleep(POLL_EVERY * 3)
-            states.append({_state(pid) for pid in pids})
-            nursery.cancel_scope.cancel()
-    trio.run(main)
-    assert states == [{"S"}, {"T"}, {"S"}]
-    assert _children(b"sleep") == {}
