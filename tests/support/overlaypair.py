@@ -47,6 +47,28 @@ def outcome(operation: Operation, root: Path) -> tuple[str, Any]:
         return ("err", errno.errorcode.get(exc.errno or 0, str(exc.errno)))
 
 
+IN_USE_WAIT = 30.0
+"""Seconds a kernel mount waits for its upper dir to be released."""
+
+
+def mount_kernel_overlay(options: str, mountpoint: Path) -> None:
+    """``mount -t overlay``, waiting a while for an upper dir still in use. An
+    unmounted overlay keeps its upper dir "in use" as long as any mount namespace
+    still holds a copy of the mount (one created meanwhile by another program,
+    e.g. a rootless tool's unshare), and with index=on the kernel then refuses
+    the next mount of that upper; the copy goes when that program ends."""
+    deadline = time.monotonic() + IN_USE_WAIT
+    while True:
+        result = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options,
+                                 str(mountpoint)], capture_output=True)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline or "index=on" not in options:
+            raise subprocess.CalledProcessError(result.returncode, result.args,
+                                                result.stdout, result.stderr)
+        time.sleep(0.1)
+
+
 def _escape(path: Path) -> str:
     return str(path).replace("\\", "\\\\").replace(":", "\\:")
 
@@ -95,8 +117,7 @@ class OverlayPair:
     def kernel_mounted(self, side: Side | None = None) -> Iterator[Path]:
         side = side or self.kernel
         options = ",".join([side.options(), *self.kernel_options])
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(side.mnt)],
-                       check=True, capture_output=True)
+        mount_kernel_overlay(options, side.mnt)
         try:
             yield side.mnt
         finally:
